@@ -1,0 +1,1 @@
+//! FM-index-constrained beam search: generates n-grams that occur in the corpus. Not for: scoring.

