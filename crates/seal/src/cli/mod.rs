@@ -1,5 +1,8 @@
 //! The command line (the only code that knows clap): one file per subcommand.
 
+mod eval;
+mod model;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -12,11 +15,19 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Obtain, list and inspect language models (GGUF files).
+    Model(model::ModelArgs),
+    /// Evaluate a retrieval system on a BEIR-layout dataset.
+    Eval(eval::EvalArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result = match cli.command {
+        Command::Model(args) => model::run(args),
+        Command::Eval(args) => eval::run(args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
