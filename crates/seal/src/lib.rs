@@ -14,6 +14,7 @@ pub mod docstore;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod prompt;
 pub mod score;
 pub mod searcher;
 

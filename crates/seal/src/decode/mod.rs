@@ -286,7 +286,8 @@ pub fn score_ngrams<M: BeamModel>(
     for depth in 0..max_len {
         for (i, g) in ngrams.iter().enumerate() {
             if let Some(&t) = g.get(depth) {
-                let lp = logprobs.row(node_of[i]).get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
+                let lp =
+                    logprobs.row(node_of[i]).get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
                 scores[i] += f64::from(lp);
             }
         }
