@@ -87,21 +87,29 @@ impl NaiveCorpus {
 
     /// Every occurrence of `ngram` as (document, position in `[separator] + tokens` if a separator
     /// is set, else in `tokens`).
-    fn scan(&self, ngram: &[TokenId]) -> impl Iterator<Item = (DocId, usize)> + '_ {
-        let ngram = ngram.to_vec();
-        self.docs.iter().enumerate().flat_map(move |(doc, tokens)| {
-            let seq: Vec<TokenId> =
-                self.separator.into_iter().chain(tokens.iter().copied()).collect();
-            let ngram = ngram.clone();
-            let hits: Vec<usize> = if ngram.is_empty() || ngram.len() > seq.len() {
-                Vec::new()
-            } else {
-                (0..=seq.len() - ngram.len())
-                    .filter(|&p| seq[p..p + ngram.len()] == ngram[..])
-                    .collect()
+    fn scan(&self, ngram: &[TokenId]) -> Vec<(DocId, usize)> {
+        let mut hits = Vec::new();
+        let Some((&first, rest)) = ngram.split_first() else { return hits };
+        for (doc, tokens) in self.docs.iter().enumerate() {
+            let doc = doc as DocId;
+            let shift = match self.separator {
+                Some(separator) => {
+                    if first == separator && tokens.starts_with(rest) {
+                        hits.push((doc, 0));
+                    }
+                    1
+                }
+                None => 0,
             };
-            hits.into_iter().map(move |p| (doc as DocId, p))
-        })
+            if ngram.len() <= tokens.len() {
+                for p in 0..=tokens.len() - ngram.len() {
+                    if tokens[p] == first && tokens[p + 1..].starts_with(rest) {
+                        hits.push((doc, p + shift));
+                    }
+                }
+            }
+        }
+        hits
     }
 }
 
@@ -112,13 +120,17 @@ impl CorpusView for NaiveCorpus {
     }
 
     fn count(&self, ngram: &[TokenId]) -> u64 {
-        self.scan(ngram).count() as u64
+        self.scan(ngram).len() as u64
     }
 
     fn occurrences(&self, ngram: &[TokenId], limit: usize) -> Vec<(DocId, usize)> {
         let shift = usize::from(self.separator.is_some());
         // Position 0 with a separator is the separator slot: report offset 0 (not read anyway).
-        self.scan(ngram).take(limit).map(|(doc, p)| (doc, p.saturating_sub(shift))).collect()
+        self.scan(ngram)
+            .into_iter()
+            .take(limit)
+            .map(|(doc, p)| (doc, p.saturating_sub(shift)))
+            .collect()
     }
 
     fn doc_tokens(&self, doc: DocId) -> Vec<TokenId> {

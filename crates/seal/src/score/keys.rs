@@ -8,6 +8,33 @@ use super::{CorpusView, ScoringSettings, UnigramExponent};
 use crate::TokenId;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A hasher for `u32` token ids (one multiply, as in rustc's FxHash): the matcher looks up the
+/// first-token map once per document token, and SipHash dominated that loop. Lookups only, so
+/// no iteration order can leak into results.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A `HashMap` keyed by token ids with [`TokenHasher`].
+pub(crate) type TokenMap<V> = HashMap<TokenId, V, BuildHasherDefault<TokenHasher>>;
 
 /// An n-gram proposed for a query: its tokens and its log-probability given the query
 /// (`Σ log p(token)`, SEAL.md §2).
@@ -71,7 +98,7 @@ pub struct KeySet {
     /// (descending), then by index in `keys`: the order the greedy matcher visits them.
     pub(crate) active: Vec<ActiveKey>,
     /// For each token, the positions in `active` (ascending) of the keys that start with it.
-    pub(crate) by_first_token: HashMap<TokenId, Vec<u32>>,
+    pub(crate) by_first_token: TokenMap<Vec<u32>>,
 }
 
 impl KeySet {
@@ -106,7 +133,7 @@ impl KeySet {
             .collect();
         active.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.key.cmp(&b.key)));
 
-        let mut by_first_token: HashMap<TokenId, Vec<u32>> = HashMap::new();
+        let mut by_first_token: TokenMap<Vec<u32>> = TokenMap::default();
         for (rank, a) in active.iter().enumerate() {
             by_first_token.entry(keys[a.key].tokens[0]).or_default().push(rank as u32);
         }

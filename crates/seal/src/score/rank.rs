@@ -4,12 +4,12 @@
 //! Not for: the per-document matcher itself (see `matcher`).
 
 use super::keys::KeySet;
-use super::matcher;
+use super::matcher::{self, TypeSet};
 use super::weight::coverage_factor;
 use super::{CorpusView, Ranking, ScoringSettings};
 use crate::{DocId, Score, TokenId};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// One accepted occurrence of a key in a document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -81,6 +81,23 @@ pub(crate) fn rank<C: CorpusView + ?Sized>(
     keys: &KeySet,
 ) -> Vec<ScoredDoc> {
     let separator = corpus.separator();
+    let mut results: Vec<ScoredDoc> = first_stage(settings, corpus, keys)
+        .into_iter()
+        .map(|(doc, _)| {
+            matcher::score_document(settings, keys, doc, &corpus.doc_tokens(doc), separator)
+        })
+        .collect();
+    results.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+    results
+}
+
+/// The documents to score fully, with their first-stage scores, best first (ties by id).
+fn first_stage<C: CorpusView + ?Sized>(
+    settings: &ScoringSettings,
+    corpus: &C,
+    keys: &KeySet,
+) -> Vec<(DocId, f64)> {
+    let separator = corpus.separator();
     let rare: Vec<u32> = (0..keys.active.len() as u32)
         .filter(|&r| keys.keys()[keys.active[r as usize].key].count <= settings.rare_threshold)
         .collect();
@@ -118,17 +135,17 @@ pub(crate) fn rank<C: CorpusView + ?Sized>(
             let score = match settings.ranking {
                 Ranking::LmFm => state.best,
                 Ranking::Intersective => {
-                    let mut covered: HashSet<TokenId> = HashSet::new();
+                    let mut covered = TypeSet::default();
                     let mut score = 0.0;
                     for &rank in &state.counted {
                         let active = &keys.active[rank as usize];
                         score += active.weight
                             * coverage_factor(
                                 &active.types,
-                                |t| covered.contains(&t),
+                                |t| covered.contains(t),
                                 settings.beta,
                             );
-                        covered.extend(active.types.iter().copied());
+                        covered.insert_all(&active.types);
                     }
                     score
                 }
@@ -138,15 +155,7 @@ pub(crate) fn rank<C: CorpusView + ?Sized>(
         .collect();
     candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     candidates.truncate(settings.num_candidates);
-
-    let mut results: Vec<ScoredDoc> = candidates
-        .into_iter()
-        .map(|(doc, _)| {
-            matcher::score_document(settings, keys, doc, &corpus.doc_tokens(doc), separator)
-        })
-        .collect();
-    results.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
-    results
+    candidates
 }
 
 #[cfg(test)]
@@ -278,8 +287,118 @@ mod tests {
             .prop_map(|v| v.into_iter().map(Candidate::from).collect())
     }
 
+    /// The first stage written from its description: rare keys in weight order, their first
+    /// `limit` occurrences in (document, position) order, an occurrence counts if its exact
+    /// interval overlaps no earlier counted one in that document, each key once per document;
+    /// then the coverage-weighted sum (or the best weight for LM+FM). Returns the documents that
+    /// go on to full scoring with their first-stage scores, in first-stage order.
+    fn oracle_first_stage(
+        docs: &[Vec<TokenId>],
+        separator: TokenId,
+        keys: &[Key],
+        settings: &ScoringSettings,
+    ) -> Vec<(DocId, f64)> {
+        let mut order: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].weight > 0.0).collect();
+        order
+            .sort_by(|&a, &b| keys[b].weight.partial_cmp(&keys[a].weight).unwrap().then(a.cmp(&b)));
+        let mut rare: Vec<usize> =
+            order.iter().copied().filter(|&i| keys[i].count <= settings.rare_threshold).collect();
+        if rare.is_empty() && settings.frequent_fallback {
+            rare = order;
+        }
+        let seqs: Vec<Vec<TokenId>> = docs
+            .iter()
+            .map(|d| std::iter::once(separator).chain(d.iter().copied()).collect())
+            .collect();
+        let mut spans: Vec<Vec<(usize, usize)>> = vec![Vec::new(); docs.len()];
+        let mut counted: Vec<Vec<usize>> = vec![Vec::new(); docs.len()];
+        let mut best = vec![0.0f64; docs.len()];
+        let mut hit = vec![false; docs.len()];
+        for &k in &rare {
+            let n = &keys[k].tokens;
+            let mut found = 0;
+            for (d, seq) in seqs.iter().enumerate() {
+                for p in 0..seq.len() {
+                    if found == settings.max_occurrences
+                        || p + n.len() > seq.len()
+                        || seq[p..p + n.len()] != n[..]
+                    {
+                        continue;
+                    }
+                    found += 1;
+                    hit[d] = true;
+                    best[d] = best[d].max(keys[k].weight);
+                    if spans[d].iter().all(|&(s, e)| e <= p || p + n.len() <= s) {
+                        spans[d].push((p, p + n.len()));
+                        if !counted[d].contains(&k) {
+                            counted[d].push(k);
+                        }
+                    }
+                }
+            }
+        }
+        let mut scored: Vec<(DocId, f64)> = (0..docs.len())
+            .filter(|&d| hit[d])
+            .map(|d| {
+                let score = if settings.ranking == Ranking::LmFm {
+                    best[d]
+                } else {
+                    let mut covered: Vec<TokenId> = Vec::new();
+                    let mut score = 0.0;
+                    for &k in &counted[d] {
+                        let mut types = keys[k].tokens.clone();
+                        types.sort();
+                        types.dedup();
+                        let new = types.iter().filter(|t| !covered.contains(t)).count();
+                        score += keys[k].weight
+                            * (1.0 - settings.beta
+                                + settings.beta * new as f64 / types.len() as f64);
+                        covered.extend(types);
+                    }
+                    score
+                };
+                (d as DocId, score)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+        scored.truncate(settings.num_candidates);
+        scored
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn the_first_stage_picks_the_candidates_its_description_says(
+            docs in arb_corpus(),
+            candidates in arb_candidates(),
+            rare_threshold in 0u64..5,
+            max_occurrences in 1usize..6,
+            num_candidates in 1usize..5,
+            lm_fm in any::<bool>(),
+            frequent_fallback in any::<bool>(),
+        ) {
+            let ranking = if lm_fm { Ranking::LmFm } else { Ranking::Intersective };
+            let settings = ScoringSettings {
+                rare_threshold, max_occurrences, num_candidates, ranking, frequent_fallback,
+                ..Default::default()
+            };
+            let corpus = NaiveCorpus::new(docs.clone()).with_separator(0);
+            let s = scorer(settings.clone());
+            let keys = s.keys(&corpus, &candidates, &[]);
+            let expected = oracle_first_stage(&docs, 0, keys.keys(), &settings);
+            let got = first_stage(&settings, &corpus, &keys);
+            prop_assert_eq!(got.len(), expected.len());
+            for (g, e) in got.iter().zip(&expected) {
+                prop_assert!(g.0 == e.0 && (g.1 - e.1).abs() < 1e-9, "got {:?} expected {:?}", got, expected);
+            }
+            // And rank() fully scores exactly these documents.
+            let mut docs_ranked: Vec<DocId> = s.rank(&corpus, &keys).iter().map(|d| d.doc).collect();
+            docs_ranked.sort_unstable();
+            let mut docs_expected: Vec<DocId> = expected.iter().map(|e| e.0).collect();
+            docs_expected.sort_unstable();
+            prop_assert_eq!(docs_ranked, docs_expected);
+        }
+
 
         #[test]
         fn two_stages_equal_exhaustive_scoring_when_thresholds_are_large(
