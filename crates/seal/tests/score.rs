@@ -71,6 +71,12 @@ impl Rng {
     }
 }
 
+/// Nanoseconds this thread has spent on a CPU (Linux), so that the timing survives a busy machine.
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
 #[test]
 #[ignore = "timing run: cargo test -p seal --test score -- --ignored --nocapture"]
 fn time_full_scoring_at_seal_sizes() {
@@ -99,7 +105,8 @@ fn time_full_scoring_at_seal_sizes() {
     let keys_time = start.elapsed();
     let active = keys.keys().iter().filter(|k| k.weight > 0.0).count();
 
-    let runs = 5;
+    let runs: u32 = std::env::var("SEAL_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let cpu_start = thread_cpu_ns();
     let start = Instant::now();
     let mut checksum = 0.0;
     for _ in 0..runs {
@@ -108,6 +115,8 @@ fn time_full_scoring_at_seal_sizes() {
         }
     }
     let per_query = start.elapsed() / runs;
+    let cpu_per_query =
+        cpu_start.zip(thread_cpu_ns()).map(|(a, b)| (b - a) as f64 / 1e6 / f64::from(runs));
     println!(
         "keys: {} ({} with weight > 0), built in {:?} (NaiveCorpus counts by scanning)",
         keys.keys().len(),
@@ -115,7 +124,8 @@ fn time_full_scoring_at_seal_sizes() {
         keys_time
     );
     println!(
-        "full scoring of 1500 docs x 150 tokens: {per_query:?} per query (checksum {checksum:.3})"
+        "full scoring of 1500 docs x 150 tokens, per query: {per_query:?} wall, \
+         {cpu_per_query:.1?} ms on CPU (checksum {checksum:.3})"
     );
     let start = Instant::now();
     let ranked = scorer.rank(&corpus, &keys);

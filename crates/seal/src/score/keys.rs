@@ -94,6 +94,8 @@ pub struct KeySet {
     keys: Vec<Key>,
     /// Sorted by token; every weight is finite and positive.
     unigram_weights: Vec<(TokenId, f64)>,
+    /// The same, for lookups once per uncovered token type of every scored document.
+    unigram_lookup: TokenMap<f64>,
     /// Keys with a positive weight and at most `max_key_count` occurrences, sorted by weight
     /// (descending), then by index in `keys`: the order the greedy matcher visits them.
     pub(crate) active: Vec<ActiveKey>,
@@ -137,7 +139,8 @@ impl KeySet {
         for (rank, a) in active.iter().enumerate() {
             by_first_token.entry(keys[a.key].tokens[0]).or_default().push(rank as u32);
         }
-        KeySet { keys, unigram_weights, active, by_first_token }
+        let unigram_lookup = unigram_weights.iter().copied().collect();
+        KeySet { keys, unigram_weights, unigram_lookup, active, by_first_token }
     }
 
     /// All keys: the deduplicated candidates in their given order, then the added unigrams (best
@@ -153,10 +156,7 @@ impl KeySet {
 
     /// The unigram weight of `token` (0 if it has none).
     pub fn unigram_weight(&self, token: TokenId) -> f64 {
-        match self.unigram_weights.binary_search_by_key(&token, |&(t, _)| t) {
-            Ok(i) => self.unigram_weights[i].1,
-            Err(_) => 0.0,
-        }
+        self.unigram_lookup.get(&token).copied().unwrap_or(0.0)
     }
 
     /// The key at `index` into [`KeySet::keys`] of the `rank`-th active key.
