@@ -250,6 +250,7 @@ pub(crate) fn build<C: CorpusView + ?Sized>(
 mod tests {
     use super::super::{NaiveCorpus, Scorer};
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn keys_are_deduplicated_weighted_and_joined_by_the_best_unigrams() {
@@ -323,5 +324,53 @@ mod tests {
             .unwrap()
             .keys(&corpus, &candidates, &lps);
         assert_eq!(top1.unigram_weights().iter().map(|p| p.0).collect::<Vec<_>>(), vec![5]);
+    }
+
+    proptest! {
+        #[test]
+        fn keys_follow_the_rules(
+            docs in prop::collection::vec(prop::collection::vec(1u32..8, 0..12), 1..5),
+            candidates in prop::collection::vec((prop::collection::vec(0u32..8, 0..3), -5.0f64..0.0), 0..10),
+            unigram_lps in prop::collection::vec((0u32..9, -5.0f64..0.0), 0..12),
+            max_unigrams in 1usize..8,
+        ) {
+            let corpus = NaiveCorpus::new(docs).with_separator(0);
+            let n = corpus.num_tokens();
+            let settings = ScoringSettings { max_unigrams, ..Default::default() };
+            let candidates: Vec<Candidate> = candidates.into_iter().map(Candidate::from).collect();
+            let keys = Scorer::new(settings).unwrap().keys(&corpus, &candidates, &unigram_lps);
+
+            // Candidates: distinct, non-empty, first wins, in order, weight from Eqs. 1-2.
+            let mut expected: Vec<(Vec<TokenId>, f64)> = Vec::new();
+            for c in &candidates {
+                if !c.tokens.is_empty() && !expected.iter().any(|(t, _)| *t == c.tokens) {
+                    expected.push((c.tokens.clone(), ngram_weight(c.logprob, corpus.count(&c.tokens), n, 2.0, 5.0)));
+                }
+            }
+            let m = expected.len();
+            // Unigrams: first listing of a token, best `max_unigrams` log-probabilities, not a
+            // candidate unigram, not the separator, positive plain log-odds.
+            let mut listed: Vec<(TokenId, f64)> = Vec::new();
+            for &(t, lp) in &unigram_lps {
+                if !listed.iter().any(|l| l.0 == t) {
+                    listed.push((t, lp));
+                }
+            }
+            listed.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+            listed.truncate(max_unigrams);
+            let mut weights: Vec<(TokenId, f64)> = listed
+                .iter()
+                .filter(|(t, _)| *t != 0 && !expected[..m].iter().any(|(k, _)| *k == vec![*t]))
+                .map(|&(t, lp)| (t, log_odds(lp, corpus.count(&[t]), n, 5.0)))
+                .filter(|&(_, w)| w > 0.0)
+                .collect();
+            let mut best = weights.clone();
+            best.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+            expected.extend(best.iter().take(m).map(|&(t, w)| (vec![t], w)));
+            let got: Vec<(Vec<TokenId>, f64)> = keys.keys().iter().map(|k| (k.tokens.clone(), k.weight)).collect();
+            prop_assert_eq!(got, expected);
+            weights.sort_by_key(|w| w.0);
+            prop_assert_eq!(keys.unigram_weights(), &weights[..]);
+        }
     }
 }

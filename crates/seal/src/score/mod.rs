@@ -60,6 +60,22 @@
 //!   the contributions of a result always sum to its score.
 //! - **Duplicated candidates**: the first one wins (the decoder orders body → query → title, as
 //!   the reference's deduplication does).
+//! - **"The top `len(keys)` unigrams"**: `len(keys)` is the number of distinct candidates,
+//!   weight 0 included, as in the reference; only unigrams with a positive weight are added.
+//! - **Frequent fallback, which occurrences**: when the fallback runs (or a rare key has more
+//!   occurrences than `max_occurrences`), which occurrences are located is the index's choice (its
+//!   suffix-array order), deterministic but not "the best" ones.
+//! - The other quirks of SEAL.md §6 are outside this module: 1 (off-by-one unigram range) only
+//!   reaches the scorer through [`CorpusView::count`], so it is the index's to fix; 3, 4, 6 and 7
+//!   belong to the decoder, the index layout and the output.
+//!
+//! # Cost
+//!
+//! Keys: one [`CorpusView::count`] per candidate and per listed unigram (up to
+//! [`max_unigrams`](ScoringSettings::max_unigrams)). First stage: one located occurrence per hit
+//! of a rare key (at most `max_occurrences` each). Full scoring: one
+//! [`CorpusView::doc_tokens`] per candidate, then a pass over the document that looks up, per
+//! token, only the keys starting with that token. `BENCHMARKS-score.md` has measured figures.
 
 mod corpus;
 mod keys;
