@@ -4,6 +4,17 @@
 //!
 //! Not for: tokenization, models or scoring; this crate knows only token ids.
 
+mod bits;
+mod builder;
+mod error;
+mod format;
+mod index;
+mod wavelet;
+
+pub use builder::{BuildProgress, BuildStage, FmIndexBuilder};
+pub use error::{Error, Result};
+pub use index::{FmIndex, SaRange};
+
 /// A token id of the corpus alphabet, as given to the builder (no shift applied).
 pub type TokenId = u32;
 

@@ -10,6 +10,7 @@
 pub mod bm25;
 pub mod corpus;
 pub mod decode;
+pub mod docstore;
 pub mod error;
 pub mod eval;
 pub mod model;

@@ -1,0 +1,378 @@
+//! The read side: [`FmIndex`] answers backward-search, listing, locate and document queries
+//! over validated parts that live in a `Vec<u64>` or in a memory-mapped file.
+//!
+//! Not for: building (see `builder.rs`) or the byte layout (see `format.rs`).
+
+use std::fs::File;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::{self, Parts, NUM_SECTIONS, SECTION_NAMES};
+use crate::{DocId, TokenId};
+
+/// A half-open range `[start, end)` of suffix-array rows: the rows whose suffixes start with
+/// the (reversed) n-gram that produced it. Empty when `start >= end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SaRange {
+    /// First row.
+    pub start: usize,
+    /// One past the last row.
+    pub end: usize,
+}
+
+impl SaRange {
+    /// Number of rows (0 for an empty or inverted range).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// `true` when the range holds no rows.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// Where the index's words live. Both variants keep their buffer at a fixed address for as
+/// long as they exist, which is what lets [`FmIndex`] hold views into them.
+enum Storage {
+    Owned(#[allow(dead_code)] Vec<u64>),
+    Mapped(#[allow(dead_code)] memmap2::Mmap),
+}
+
+/// An FM-index over documents of token ids in SEAL's layout (see the crate docs).
+///
+/// Cheap to query from many threads at once (`&self` everywhere, `Sync`).
+pub struct FmIndex {
+    // Field order matters: `parts` borrows from `_storage` and must be dropped first.
+    parts: Parts<'static>,
+    _storage: Storage,
+}
+
+impl std::fmt::Debug for FmIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FmIndex")
+            .field("num_tokens", &self.num_tokens())
+            .field("num_docs", &self.num_docs())
+            .field("sigma", &self.parts.header.sigma)
+            .finish()
+    }
+}
+
+impl FmIndex {
+    /// Opens an index file by memory-mapping it, after validating its header, checksum and
+    /// structure (this reads the whole file once).
+    ///
+    /// The file must not be modified while it is open (the usual memory-map caveat); the
+    /// builder never modifies a file in place, it renames a new one over it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be read; [`Error::NotAnIndex`], [`Error::Version`],
+    /// [`Error::Checksum`] or [`Error::Corrupt`] when its contents are not a valid index.
+    pub fn open(path: &Path) -> Result<FmIndex> {
+        let io = |action| move |source| Error::Io { action, path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(io("opening FM-index"))?;
+        let len = file.metadata().map_err(io("reading metadata of FM-index"))?.len();
+        if len < 8 {
+            // Mapping an empty file fails on some systems; report what it is instead.
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(io("reading FM-index"))?;
+            format::check_preamble(&bytes)?;
+        }
+        // SAFETY: the map is read-only; the documented contract is that the file is not
+        // modified while the index is open (index files are replaced by rename, never edited).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io("memory-mapping FM-index"))?;
+        format::check_preamble(&map)?;
+        match bytemuck::try_cast_slice::<u8, u64>(&map) {
+            Ok(_) => FmIndex::from_storage(Storage::Mapped(map)),
+            // A map is page-aligned, so this is unreachable in practice; copy rather than fail.
+            Err(_) => FmIndex::from_bytes(map.to_vec()),
+        }
+    }
+
+    /// Validates an index held in memory (the bytes of an index file).
+    ///
+    /// # Errors
+    ///
+    /// As [`FmIndex::open`], except [`Error::Io`].
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<FmIndex> {
+        format::check_preamble(&bytes)?;
+        // `Vec<u8>` has no alignment guarantee for u64 reads: copy into words.
+        let words: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        drop(bytes);
+        FmIndex::from_storage(Storage::Owned(words))
+    }
+
+    /// Wraps words produced by the builder.
+    pub(crate) fn from_words(words: Vec<u64>) -> Result<FmIndex> {
+        FmIndex::from_storage(Storage::Owned(words))
+    }
+
+    fn from_storage(storage: Storage) -> Result<FmIndex> {
+        if cfg!(target_endian = "big") {
+            return Err(Error::NotAnIndex {
+                detail: "index files are little-endian and this machine is big-endian".into(),
+            });
+        }
+        let words: &[u64] = match &storage {
+            Storage::Owned(v) => v,
+            Storage::Mapped(m) => bytemuck::try_cast_slice(m).map_err(|_| Error::NotAnIndex {
+                detail: "the memory map is not 8-byte aligned".into(),
+            })?,
+        };
+        // SAFETY: `words` points into a heap buffer or a memory map owned by `storage`, which
+        // moves into the returned struct without moving that buffer, is never mutated, and
+        // outlives `parts` (declared first, so dropped first). `parts` is private and only
+        // ever handed out reborrowed to `&self`'s lifetime.
+        let words: &'static [u64] =
+            unsafe { std::slice::from_raw_parts(words.as_ptr(), words.len()) };
+        let parts = format::parse(words)?;
+        Ok(FmIndex { parts, _storage: storage })
+    }
+
+    /// The range of the empty n-gram: every row whose suffix starts with a token (all rows but
+    /// the sentinel's), `num_tokens()` rows.
+    #[inline]
+    pub fn full_range(&self) -> SaRange {
+        SaRange { start: 1, end: self.rows() }
+    }
+
+    #[inline]
+    fn rows(&self) -> usize {
+        self.parts.header.rows() as usize
+    }
+
+    /// The rows whose BWT symbols are the next tokens of `range`'s n-gram. For the empty n-gram
+    /// this includes the sentinel row 0, whose BWT symbol is the trailing separator (the one
+    /// token that no real suffix follows).
+    #[inline]
+    fn bwt_rows(&self, range: SaRange) -> (usize, usize) {
+        if range == self.full_range() {
+            (0, self.rows())
+        } else {
+            (range.start.min(self.rows()), range.end.min(self.rows()))
+        }
+    }
+
+    /// The internal symbol of an original token id, if it occurs in the corpus.
+    #[inline]
+    fn symbol_of(&self, token: TokenId) -> Option<u32> {
+        self.parts.symbols.binary_search(&token).ok().map(|i| i as u32 + 1)
+    }
+
+    /// The original token id of an internal symbol (`None` for the sentinel).
+    #[inline]
+    fn token_of(&self, symbol: u32) -> Option<TokenId> {
+        symbol.checked_sub(1).and_then(|i| self.parts.symbols.get(i as usize)).copied()
+    }
+
+    /// Appends `token` to the forward n-gram whose range is `range` (one backward-search step).
+    /// An empty input range, or a token that does not occur, gives an empty range.
+    #[inline]
+    pub fn extend(&self, range: SaRange, token: TokenId) -> SaRange {
+        if range.is_empty() {
+            return SaRange::default();
+        }
+        let Some(c) = self.symbol_of(token) else { return SaRange::default() };
+        let n = self.rows();
+        if range == self.full_range() {
+            let counts = self.parts.counts;
+            return SaRange {
+                start: counts[c as usize] as usize,
+                end: counts[c as usize + 1] as usize,
+            };
+        }
+        let (a, b) = self.bwt_rows(range);
+        let (a, b) = self.parts.wavelet.map_range_down(c, a, b);
+        let offset = self.parts.lf_offsets[c as usize];
+        let start = (offset.wrapping_add(a as u64) as usize).min(n);
+        let end = (offset.wrapping_add(b as u64) as usize).min(n);
+        if start >= end {
+            SaRange::default()
+        } else {
+            SaRange { start, end }
+        }
+    }
+
+    /// The range of a forward n-gram (`full_range()` for the empty one).
+    pub fn range(&self, ngram: &[TokenId]) -> SaRange {
+        let mut range = self.full_range();
+        for &t in ngram {
+            range = self.extend(range, t);
+            if range.is_empty() {
+                break;
+            }
+        }
+        range
+    }
+
+    /// Number of occurrences of a forward n-gram (`num_tokens()` for the empty one).
+    pub fn count(&self, ngram: &[TokenId]) -> u64 {
+        self.range(ngram).len() as u64
+    }
+
+    /// Every distinct token that follows `range`'s n-gram, with how often, sorted by token id.
+    /// The separator is reported like any token; the internal sentinel never is.
+    pub fn continuations(&self, range: SaRange) -> Vec<(TokenId, u64)> {
+        let mut out = Vec::new();
+        self.continuations_into(range, &mut out);
+        out
+    }
+
+    /// [`FmIndex::continuations`] into a caller's buffer: clears `out` and fills it. Does not
+    /// allocate when `out` has enough capacity.
+    pub fn continuations_into(&self, range: SaRange, out: &mut Vec<(TokenId, u64)>) {
+        out.clear();
+        if range.is_empty() {
+            return;
+        }
+        if range == self.full_range() {
+            let counts = self.parts.counts;
+            for (i, &token) in self.parts.symbols.iter().enumerate() {
+                out.push((token, counts[i + 2] - counts[i + 1]));
+            }
+            return;
+        }
+        let (a, b) = self.bwt_rows(range);
+        let symbols = self.parts.symbols;
+        self.parts.wavelet.for_each_symbol(a, b, &mut |symbol, count| {
+            if let Some(&token) = symbol.checked_sub(1).and_then(|i| symbols.get(i as usize)) {
+                out.push((token, count as u64));
+            }
+        });
+    }
+
+    /// One LF step: the BWT symbol at `row` and the row of the suffix one position earlier.
+    #[inline]
+    fn lf(&self, row: usize) -> (u32, usize) {
+        let (symbol, i) = self.parts.wavelet.access_and_map(row);
+        let offset = self.parts.lf_offsets.get(symbol as usize).copied().unwrap_or(0);
+        (symbol, (offset.wrapping_add(i as u64) as usize).min(self.rows() - 1))
+    }
+
+    /// The text position (in the reversed layout, see the crate docs) of the suffix at `row`.
+    /// Row 0, the sentinel, is at position `num_tokens()`. Takes fewer than `sa_sample_rate`
+    /// LF steps.
+    pub fn locate(&self, row: usize) -> usize {
+        let mut row = row.min(self.rows() - 1);
+        let marks = &self.parts.marks;
+        // A valid index needs fewer than `rate` steps; the bound only guards corrupt files.
+        for steps in 0..=self.parts.header.sample_rate as usize {
+            let (sampled, rank) = marks.get_and_rank1(row);
+            if sampled {
+                return self.parts.samples.get(rank) as usize + steps;
+            }
+            row = self.lf(row).1;
+        }
+        0
+    }
+
+    /// The document that holds text position `text_pos` and the forward offset of that token
+    /// in it (the document's own separator is at offset `doc_len`). The trailing separator,
+    /// which precedes the last document in forward order, maps to `(last document, 0)`;
+    /// positions past the text are treated as the trailing separator.
+    pub fn doc_at(&self, text_pos: usize) -> (DocId, usize) {
+        let starts = self.parts.doc_starts;
+        let docs = self.num_docs();
+        let pos = text_pos as u64;
+        if pos >= starts[docs] {
+            return ((docs - 1) as DocId, 0);
+        }
+        let doc = starts.partition_point(|&s| s <= pos) - 1;
+        let within = (pos - starts[doc]) as usize;
+        // Document `doc` occupies `[SEP, t_len, .., t_1]`: offset `j` holds forward offset `len - j`.
+        (doc as DocId, self.doc_len(doc as DocId).saturating_sub(within))
+    }
+
+    /// The occurrences of a forward n-gram of length `ngram_len` whose range is `range`: for
+    /// each row, the document and the forward offset of the n-gram's first token. Lazy (one
+    /// `locate` per item): use `.take(limit)`.
+    ///
+    /// An occurrence is attributed to the document that holds the n-gram's last token. An
+    /// n-gram that reaches back over that document's start (a title pattern `SEP T1 .. Tm`,
+    /// whose separator ends the previous document) reports offset 0.
+    pub fn occurrences(
+        &self,
+        range: SaRange,
+        ngram_len: usize,
+    ) -> impl Iterator<Item = (DocId, usize)> + '_ {
+        let (start, end) = (range.start.max(1).min(self.rows()), range.end.min(self.rows()));
+        (start..end).map(move |row| {
+            let (doc, last) = self.doc_at(self.locate(row));
+            (doc, last.saturating_sub(ngram_len.saturating_sub(1)))
+        })
+    }
+
+    /// The tokens of document `doc` in forward order, without its separator (empty when `doc`
+    /// is out of range).
+    pub fn doc_tokens(&self, doc: DocId) -> Vec<TokenId> {
+        let len = self.doc_len(doc);
+        let mut out = Vec::with_capacity(len);
+        if len == 0 {
+            return out;
+        }
+        // The row of the position just after the document's last (reversed) token, i.e. the
+        // next document's separator; LF from there reads the document forward.
+        let mut row = self.parts.doc_anchors[doc as usize + 1] as usize;
+        for _ in 0..len {
+            let (symbol, next) = self.lf(row);
+            out.push(self.token_of(symbol).unwrap_or(0));
+            row = next;
+        }
+        out
+    }
+
+    /// Number of tokens of document `doc`, without its separator (0 when out of range).
+    pub fn doc_len(&self, doc: DocId) -> usize {
+        let starts = self.parts.doc_starts;
+        let d = doc as usize;
+        if d >= self.num_docs() {
+            return 0;
+        }
+        (starts[d + 1] - starts[d] - 1) as usize
+    }
+
+    /// Number of documents.
+    #[inline]
+    pub fn num_docs(&self) -> usize {
+        self.parts.header.num_docs as usize
+    }
+
+    /// Length of the indexed text: every document's tokens and separator plus the trailing
+    /// separator (SEAL's `N`). The sentinel is not counted.
+    #[inline]
+    pub fn num_tokens(&self) -> usize {
+        self.parts.header.num_tokens as usize
+    }
+
+    /// The separator token id (original, as given to the builder).
+    #[inline]
+    pub fn separator(&self) -> TokenId {
+        self.parts.header.separator as TokenId
+    }
+
+    /// The suffix-array sample rate the index was built with.
+    pub fn sa_sample_rate(&self) -> u32 {
+        self.parts.header.sample_rate as u32
+    }
+
+    /// Number of distinct tokens in the corpus (the separator included).
+    pub fn num_distinct_tokens(&self) -> usize {
+        self.parts.symbols.len()
+    }
+
+    /// Size in bytes of every component of the index, in file order (the header excluded).
+    pub fn size_breakdown(&self) -> Vec<(&'static str, usize)> {
+        (0..NUM_SECTIONS).map(|i| (SECTION_NAMES[i], self.parts.section_words[i] * 8)).collect()
+    }
+
+    /// Total size in bytes of the index (the file size).
+    pub fn size_bytes(&self) -> usize {
+        (format::HEADER_WORDS + self.parts.section_words.iter().sum::<usize>()) * 8
+    }
+}
