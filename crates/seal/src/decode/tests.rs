@@ -31,6 +31,7 @@ fn toy_logprobs(prefix: &[TokenId]) -> Vec<f32> {
 
 impl BeamModel for ToyModel {
     type State = Vec<Vec<TokenId>>;
+    type Rows = LogProbs;
 
     fn prefill(&self, prompt: &[TokenId]) -> Result<(Self::State, Vec<f32>)> {
         Ok((vec![prompt.to_vec()], toy_logprobs(prompt)))
