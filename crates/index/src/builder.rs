@@ -189,6 +189,7 @@ impl FmIndexBuilder {
     /// As [`FmIndexBuilder::build`], plus [`Error::Io`].
     pub fn write(mut self, path: &Path) -> Result<()> {
         let words = self.build_words()?;
+        let words = words.as_slice();
         let total = words.len() as u64 * 8;
         self.report(BuildStage::Writing, 0, total);
         let io = |action, p: &Path| {
@@ -218,7 +219,7 @@ impl FmIndexBuilder {
     }
 
     /// Everything of `build` except wrapping the words.
-    fn build_words(&mut self) -> Result<Vec<u64>> {
+    fn build_words(&mut self) -> Result<format::AlignedWords> {
         if self.sample_rate == 0 {
             return Err(Error::invalid("the suffix-array sample rate must be at least 1"));
         }
