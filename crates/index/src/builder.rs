@@ -493,11 +493,11 @@ fn scan_suffix_array<S: Copy + Into<u32>>(
         marks.set(0);
         samples.push(n as u64);
     }
-    for i in 0..n {
+    for (i, slot) in buf[..n].iter_mut().enumerate() {
         let row = i + 1;
-        let p = buf[i] as usize;
+        let p = *slot as usize;
         // The sentinel (symbol 0) precedes the suffix at position 0.
-        buf[i] = if p == 0 { 0 } else { text[p - 1].into() as i32 };
+        *slot = if p == 0 { 0 } else { text[p - 1].into() as i32 };
         if p % rate == 0 {
             marks.set(row);
             samples.push(p as u64);
