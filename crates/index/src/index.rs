@@ -261,8 +261,11 @@ impl FmIndex {
     pub fn locate(&self, row: usize) -> usize {
         let mut row = row.min(self.rows() - 1);
         let marks = &self.parts.marks;
-        // A valid index needs fewer than `rate` steps; the bound only guards corrupt files.
-        for steps in 0..=self.parts.header.sample_rate as usize {
+        // A valid index needs fewer than `rate` steps (and fewer than `rows`: LF is one cycle
+        // through all rows and the row of position 0 is sampled); the bound only guards
+        // forged files, which must not loop for long either.
+        let bound = (self.parts.header.sample_rate as usize).min(self.rows());
+        for steps in 0..=bound {
             let (sampled, rank) = marks.get_and_rank1(row);
             if sampled {
                 return self.parts.samples.get(rank) as usize + steps;

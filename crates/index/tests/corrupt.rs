@@ -117,3 +117,39 @@ fn a_failed_write_leaves_no_file() {
     assert!(b.write(&path).is_err());
     assert!(std::fs::read_dir(dir.path()).unwrap().count() == 0);
 }
+
+/// Inputs the fuzzer (`fuzz/`, target `open_bytes`) found; each file is the fuzzer's input
+/// (first byte: 1 = recompute the checksum). Every one must open or fail quickly, and queries
+/// on whatever opens must return.
+#[test]
+fn fuzz_regressions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let (mode, rest) = data.split_first().unwrap();
+        let mut bytes = rest.to_vec();
+        if mode & 1 == 1 {
+            seal_index::__private::reseal(&mut bytes);
+        }
+        let started = std::time::Instant::now();
+        if let Ok(index) = FmIndex::from_bytes(bytes) {
+            exercise(&index);
+        }
+        assert!(started.elapsed().as_secs() < 5, "{} is slow", path.display());
+    }
+}
+
+/// Found by fuzzing: a forged header with a sample rate of 2^28 made every `locate` walk
+/// 2^28 LF steps before giving up. The walk is now bounded by the number of rows too.
+#[test]
+fn slow_locate_huge_sample_rate() {
+    let data = include_bytes!("fuzz_regressions/slow_locate_huge_sample_rate.bin");
+    let mut bytes = data[1..].to_vec();
+    seal_index::__private::reseal(&mut bytes);
+    if let Ok(index) = FmIndex::from_bytes(bytes) {
+        for row in 0..40 {
+            let _ = index.locate(row);
+        }
+    }
+}
