@@ -28,9 +28,21 @@ fn block_count(len: usize) -> usize {
     len / BLOCK_BITS + 1
 }
 
-/// Total `u64` words that a [`RankBits`] of `len` bits occupies: bits, superblocks, blocks.
+/// Rounds a word count up to whole cache lines (8 words, 64 bytes).
+pub(crate) fn align_words(words: usize) -> usize {
+    words.div_ceil(8) * 8
+}
+
+/// Words of bit payload as stored: whole cache lines, so every 512-bit block of the rank
+/// directory is one aligned cache line.
+fn stored_bit_words(len: usize) -> usize {
+    align_words(bit_words(len))
+}
+
+/// Total `u64` words that a [`RankBits`] of `len` bits occupies: bits (padded to whole cache
+/// lines), then superblock and block counters (padded likewise).
 pub(crate) fn rank_bits_words(len: usize) -> usize {
-    bit_words(len) + super_count(len) + block_count(len).div_ceil(4)
+    stored_bit_words(len) + align_words(super_count(len) + block_count(len).div_ceil(4))
 }
 
 /// A read-only bit vector with `rank1` over borrowed words.
@@ -49,7 +61,7 @@ impl<'a> RankBits<'a> {
         if words.len() != rank_bits_words(len) {
             return None;
         }
-        let (bits, rest) = words.split_at(bit_words(len));
+        let (bits, rest) = words.split_at(stored_bit_words(len));
         let (supers, blocks) = rest.split_at(super_count(len));
         let blocks: &[u16] = bytemuck::try_cast_slice(blocks).ok()?;
         let blocks = blocks.get(..block_count(len))?;
@@ -115,15 +127,13 @@ impl<'a> RankBits<'a> {
                 return false;
             }
         }
-        // Bits past `len` in the last word must be zero, or `rank1(len)` would count them.
-        if self.len % 64 != 0 {
-            if let Some(last) = self.bits.last() {
-                if last >> (self.len % 64) != 0 {
-                    return false;
-                }
-            }
+        // Bits past `len` (in the last word and the padding) must be zero, or `rank1(len)`
+        // would count them.
+        let used = bit_words(self.len);
+        if self.len % 64 != 0 && self.bits[used - 1] >> (self.len % 64) != 0 {
+            return false;
         }
-        true
+        self.bits[used..].iter().all(|&w| w == 0)
     }
 
     /// Total number of one bits.
@@ -135,7 +145,9 @@ impl<'a> RankBits<'a> {
 /// Appends a [`RankBits`] of `len` bits, given as words, to `out` (bits, then directory).
 pub(crate) fn write_rank_bits(bits: &[u64], len: usize, out: &mut Vec<u64>) {
     debug_assert_eq!(bits.len(), bit_words(len));
+    let start = out.len();
     out.extend_from_slice(bits);
+    out.resize(start + stored_bit_words(len), 0);
     let mut supers = vec![0u64; super_count(len)];
     let mut blocks = vec![0u16; block_count(len).div_ceil(4) * 4];
     let mut total = 0u64;
@@ -155,6 +167,7 @@ pub(crate) fn write_rank_bits(bits: &[u64], len: usize, out: &mut Vec<u64>) {
     }
     out.extend_from_slice(&supers);
     out.extend_from_slice(bytemuck::cast_slice(&blocks));
+    out.resize(start + rank_bits_words(len), 0);
 }
 
 /// Builds the bit words of a bit vector one bit at a time.

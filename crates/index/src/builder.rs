@@ -19,6 +19,9 @@ use crate::{DocId, TokenId};
 /// only synthetic or very large vocabularies) in a set.
 const SMALL_ID_LIMIT: u32 = 1 << 24;
 
+/// Tokens per chunk of the pushed text (4 MiB).
+const TEXT_CHUNK: usize = 1 << 20;
+
 /// A stage of [`FmIndexBuilder::build`], reported through [`FmIndexBuilder::on_progress`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -62,8 +65,13 @@ pub struct FmIndexBuilder {
     separator: TokenId,
     sample_rate: u32,
     /// The text in index layout (each document: separator, then its tokens reversed), with
-    /// original ids.
-    text: Vec<u32>,
+    /// original ids, in chunks of `TEXT_CHUNK` tokens: no `Vec` doubling (up to 2x memory)
+    /// while pushing, and chunks are freed one by one while the text is converted.
+    text: Vec<Vec<u32>>,
+    /// Tokens in `text`.
+    text_len: usize,
+    /// Tokens per chunk of `text` (`TEXT_CHUNK`; smaller in tests).
+    chunk_tokens: usize,
     /// Text position of every document's separator.
     doc_starts: Vec<u64>,
     seen_small: Vec<u64>,
@@ -77,7 +85,7 @@ impl std::fmt::Debug for FmIndexBuilder {
             .field("separator", &self.separator)
             .field("sample_rate", &self.sample_rate)
             .field("num_docs", &self.doc_starts.len())
-            .field("num_tokens", &self.text.len())
+            .field("num_tokens", &self.text_len)
             .finish()
     }
 }
@@ -90,6 +98,8 @@ impl FmIndexBuilder {
             separator,
             sample_rate: 32,
             text: Vec::new(),
+            text_len: 0,
+            chunk_tokens: TEXT_CHUNK,
             doc_starts: Vec::new(),
             seen_small: Vec::new(),
             seen_large: BTreeSet::new(),
@@ -112,11 +122,6 @@ impl FmIndexBuilder {
         self
     }
 
-    /// Reserves room for `tokens` more tokens (documents' tokens, not counting separators).
-    pub fn reserve(&mut self, tokens: usize) {
-        self.text.reserve(tokens);
-    }
-
     /// Adds a document (its tokens in forward order, without a separator) and returns its id.
     /// Empty documents are allowed: they contribute only their separator.
     ///
@@ -136,13 +141,26 @@ impl FmIndexBuilder {
                 self.separator
             )));
         }
-        self.doc_starts.push(self.text.len() as u64);
-        self.text.push(self.separator);
-        self.text.extend(tokens.iter().rev());
-        for &t in tokens {
+        self.doc_starts.push(self.text_len as u64);
+        self.push_token(self.separator);
+        for &t in tokens.iter().rev() {
+            self.push_token(t);
             self.mark_seen(t);
         }
         Ok(id)
+    }
+
+    #[inline]
+    fn push_token(&mut self, token: u32) {
+        match self.text.last_mut() {
+            Some(chunk) if chunk.len() < self.chunk_tokens => chunk.push(token),
+            _ => {
+                let mut chunk = Vec::with_capacity(self.chunk_tokens.min(self.text_len.max(1024)));
+                chunk.push(token);
+                self.text.push(chunk);
+            }
+        }
+        self.text_len += 1;
     }
 
     #[inline]
@@ -189,6 +207,7 @@ impl FmIndexBuilder {
     /// As [`FmIndexBuilder::build`], plus [`Error::Io`].
     pub fn write(mut self, path: &Path) -> Result<()> {
         let words = self.build_words()?;
+        let words = words.as_slice();
         let total = words.len() as u64 * 8;
         self.report(BuildStage::Writing, 0, total);
         let io = |action, p: &Path| {
@@ -218,7 +237,7 @@ impl FmIndexBuilder {
     }
 
     /// Everything of `build` except wrapping the words.
-    fn build_words(&mut self) -> Result<Vec<u64>> {
+    fn build_words(&mut self) -> Result<format::AlignedWords> {
         if self.sample_rate == 0 {
             return Err(Error::invalid("the suffix-array sample rate must be at least 1"));
         }
@@ -226,16 +245,15 @@ impl FmIndexBuilder {
         if num_docs == 0 {
             return Err(Error::invalid("no documents were added"));
         }
-        if self.text.len() == num_docs {
+        if self.text_len == num_docs {
             return Err(Error::invalid(
                 "every document is empty; an index needs at least one token",
             ));
         }
         // The trailing separator: makes the last document's title reachable through the
         // boundary like every other document's.
-        let mut text = std::mem::take(&mut self.text);
-        text.push(self.separator);
-        let num_tokens = text.len();
+        self.push_token(self.separator);
+        let num_tokens = self.text_len;
         if num_tokens >= i32::MAX as usize {
             return Err(Error::invalid(format!(
                 "the corpus has {num_tokens} tokens; this version indexes fewer than 2^31 - 1"
@@ -251,14 +269,14 @@ impl FmIndexBuilder {
             std::mem::take(&mut self.seen_small),
             std::mem::take(&mut self.seen_large),
         );
-        for t in text.iter_mut() {
-            *t = alphabet.symbol(*t);
-        }
         let sigma = alphabet.symbols.len() + 1;
         let mut counts = vec![0u64; sigma + 1];
         counts[1] = 1; // the sentinel
-        for &s in &text {
-            counts[s as usize + 1] += 1;
+        for chunk in self.text.iter_mut() {
+            for t in chunk.iter_mut() {
+                *t = alphabet.symbol(*t);
+                counts[*t as usize + 1] += 1;
+            }
         }
         for i in 1..=sigma {
             counts[i] += counts[i - 1];
@@ -267,36 +285,37 @@ impl FmIndexBuilder {
 
         let levels = bits_for(sigma as u64 - 1);
         let rate = self.sample_rate as usize;
-        // Compact fast path: 16-bit text and BWT when the alphabet allows.
+        let chunks = std::mem::take(&mut self.text);
+        // Compact fast path: 16-bit text and BWT when the alphabet allows. Either way the
+        // pushed chunks are freed as they are copied, the suffix array's buffer is reused for
+        // the BWT, and the text is freed before the wavelet matrix is built.
         let (zeros, level_words, scan) = if sigma <= 1 << 16 {
-            let text: Vec<u16> = text.into_iter().map(|s| s as u16).collect();
-            let sa = self.suffix_array_u16(&text)?;
+            let mut text: Vec<u16> = Vec::with_capacity(num_tokens);
+            for chunk in chunks {
+                text.extend(chunk.iter().map(|&s| s as u16));
+            }
+            let mut buf = self.suffix_array_u16(&text)?;
             self.report(BuildStage::Bwt, 0, num_tokens as u64);
-            let mut scan = scan_suffix_array(&text, &sa, rate, &doc_starts);
-            drop(sa);
+            let scan = scan_suffix_array(&text, &mut buf, rate, &doc_starts);
             drop(text);
+            let bwt: Vec<u16> = buf.iter().map(|&s| s as u16).collect();
+            drop(buf);
             self.report(BuildStage::Bwt, num_tokens as u64, num_tokens as u64);
-            let (z, w) = self.wavelet(std::mem::take(&mut scan.bwt), levels);
-            (
-                z,
-                w,
-                Scan {
-                    bwt: Vec::<u32>::new(),
-                    marks: scan.marks,
-                    samples: scan.samples,
-                    anchors: scan.anchors,
-                },
-            )
+            let (z, w) = self.wavelet(bwt, levels);
+            (z, w, scan)
         } else {
-            let mut text: Vec<i32> = bytemuck::cast_vec(text);
-            let sa = self.suffix_array_i32(&mut text, sigma)?;
-            let text: Vec<u32> = bytemuck::cast_vec(text);
+            let mut text: Vec<i32> = Vec::with_capacity(num_tokens);
+            for chunk in chunks {
+                text.extend(chunk.iter().map(|&s| s as i32));
+            }
+            let mut buf = self.suffix_array_i32(&mut text, sigma)?;
             self.report(BuildStage::Bwt, 0, num_tokens as u64);
-            let mut scan = scan_suffix_array(&text, &sa, rate, &doc_starts);
-            drop(sa);
+            let symbols: &[u32] = bytemuck::cast_slice(&text);
+            let scan = scan_suffix_array(symbols, &mut buf, rate, &doc_starts);
             drop(text);
+            let bwt: Vec<u32> = bytemuck::cast_vec(buf);
             self.report(BuildStage::Bwt, num_tokens as u64, num_tokens as u64);
-            let (z, w) = self.wavelet(std::mem::take(&mut scan.bwt), levels);
+            let (z, w) = self.wavelet(bwt, levels);
             (z, w, scan)
         };
         let rows = num_tokens + 1;
@@ -341,36 +360,36 @@ impl FmIndexBuilder {
         ))
     }
 
+    /// The suffix array of `text` in the first `n` slots of an `n + 1` buffer (the last slot
+    /// takes the sentinel row's BWT symbol later).
     fn suffix_array_u16(&mut self, text: &[u16]) -> Result<Vec<i32>> {
         let n = text.len() as u64;
         self.report(BuildStage::SuffixArray, 0, n);
-        let sa = libsais::SuffixArrayConstruction::for_text(text)
-            .in_owned_buffer32()
+        let mut buf = vec![0i32; text.len() + 1];
+        libsais::SuffixArrayConstruction::for_text(text)
+            .in_borrowed_buffer(&mut buf)
             .multi_threaded(libsais::ThreadCount::openmp_default())
             .run()
-            .map_err(|e| Error::Construction { detail: format!("{e:?}") })?
-            .into_vec();
+            .map_err(|e| Error::Construction { detail: format!("{e:?}") })?;
         self.report(BuildStage::SuffixArray, n, n);
-        Ok(sa)
+        Ok(buf)
     }
 
     fn suffix_array_i32(&mut self, text: &mut [i32], sigma: usize) -> Result<Vec<i32>> {
         let n = text.len() as u64;
         self.report(BuildStage::SuffixArray, 0, n);
+        let mut buf = vec![0i32; text.len() + 1];
         let construction = libsais::SuffixArrayConstruction::for_text_mut(text)
-            .in_owned_buffer32()
+            .in_borrowed_buffer(&mut buf)
             .multi_threaded(libsais::ThreadCount::openmp_default());
         // SAFETY (of the library's contract, not of memory): every value of `text` is a dense
         // symbol in `1..sigma`, so `[0, sigma)` holds them all and none is negative.
         let construction = unsafe {
             construction.with_alphabet_size(libsais::suffix_array::AlphabetSize::new(sigma as i32))
         };
-        let sa = construction
-            .run()
-            .map_err(|e| Error::Construction { detail: format!("{e:?}") })?
-            .into_vec();
+        construction.run().map_err(|e| Error::Construction { detail: format!("{e:?}") })?;
         self.report(BuildStage::SuffixArray, n, n);
-        Ok(sa)
+        Ok(buf)
     }
 
     fn wavelet<S: Copy + Into<u32> + Default>(
@@ -435,10 +454,8 @@ impl Alphabet {
     }
 }
 
-/// What one pass over the suffix array produces.
-struct Scan<S> {
-    /// The BWT in row order (row 0 = the sentinel suffix).
-    bwt: Vec<S>,
+/// What one pass over the suffix array produces besides the BWT.
+struct Scan {
     /// Sample marks, one bit per row.
     marks: Vec<u64>,
     /// Sampled text positions, in row order.
@@ -447,14 +464,17 @@ struct Scan<S> {
     anchors: Vec<u64>,
 }
 
-/// Reads the BWT, the samples and the document anchors off the suffix array of `text` (which
-/// `libsais` sorts as if a sentinel followed it; that sentinel's suffix is row 0).
-fn scan_suffix_array<S: Copy + Default>(
+/// Reads the BWT, the samples and the document anchors off the suffix array of `text`, which
+/// `libsais` sorts as if a sentinel followed it (that sentinel's suffix is row 0, so suffix-
+/// array slot `i` is row `i + 1`). `buf` holds the suffix array in its first `n` slots; on
+/// return it holds the BWT in row order (as `u32` symbols), overwriting the suffix array in
+/// place.
+fn scan_suffix_array<S: Copy + Into<u32>>(
     text: &[S],
-    sa: &[i32],
+    buf: &mut [i32],
     rate: usize,
     doc_starts: &[u64],
-) -> Scan<S> {
+) -> Scan {
     let n = text.len();
     let rows = n + 1;
     let mut is_start = BitsBuilder::zeros(n);
@@ -466,19 +486,18 @@ fn scan_suffix_array<S: Copy + Default>(
     write_rank_bits(&start_bits, n, &mut start_words);
     let starts = RankBits::from_words(&start_words, n).expect("sizes computed above");
 
-    let mut bwt = Vec::with_capacity(rows);
     let mut marks = BitsBuilder::zeros(rows);
     let mut samples = Vec::with_capacity(rows / rate + 2);
     let mut anchors = vec![0u64; doc_starts.len()];
-    bwt.push(text[n - 1]);
     if n % rate == 0 {
         marks.set(0);
         samples.push(n as u64);
     }
-    for (i, &p) in sa.iter().enumerate() {
+    for (i, slot) in buf[..n].iter_mut().enumerate() {
         let row = i + 1;
-        let p = p as usize;
-        bwt.push(if p == 0 { S::default() } else { text[p - 1] });
+        let p = *slot as usize;
+        // The sentinel (symbol 0) precedes the suffix at position 0.
+        *slot = if p == 0 { 0 } else { text[p - 1].into() as i32 };
         if p % rate == 0 {
             marks.set(row);
             samples.push(p as u64);
@@ -487,5 +506,31 @@ fn scan_suffix_array<S: Copy + Default>(
             anchors[starts.rank1(p)] = row as u64;
         }
     }
-    Scan { bwt, marks: marks.into_parts().0, samples, anchors }
+    // Row 0 (the sentinel's suffix) is preceded by the last token; shift it into place.
+    buf[n] = text[n - 1].into() as i32;
+    buf.rotate_right(1);
+    Scan { marks: marks.into_parts().0, samples, anchors }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text split over many chunks builds the same bytes as one chunk.
+    #[test]
+    fn chunked_text_builds_the_same_index() {
+        let docs: Vec<Vec<u32>> =
+            (0..40u32).map(|d| (0..d % 9).map(|i| 1 + (d * 7 + i * 3) % 11).collect()).collect();
+        let build = |chunk_tokens: usize| {
+            let mut b = FmIndexBuilder::new(0).sa_sample_rate(3);
+            b.chunk_tokens = chunk_tokens;
+            for d in &docs {
+                b.push_document(d).unwrap();
+            }
+            assert!(b.text.len() >= (b.text_len / chunk_tokens).max(1));
+            b.build_words().unwrap().as_slice().to_vec()
+        };
+        assert_eq!(build(5), build(TEXT_CHUNK));
+        assert_eq!(build(1), build(TEXT_CHUNK));
+    }
 }

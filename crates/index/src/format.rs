@@ -11,10 +11,13 @@
 //! word 4.. num_tokens, num_docs, separator, sa_sample_rate, sigma, levels,
 //!          sample_width, num_samples, num_sections
 //! then     section table: (offset in words, length in words) per section, in `Section` order
-//! then     the sections, contiguous, in the same order
+//! then     the sections in the same order, each starting on a 64-byte boundary (zero padding)
 //! ```
+//!
+//! Everything is 64-byte aligned in the file, and in memory (a memory map is page-aligned;
+//! owned buffers are aligned by [`AlignedWords`]), so every 512-bit rank block is one cache line.
 
-use crate::bits::{bits_for, packed_words, rank_bits_words, PackedInts, RankBits};
+use crate::bits::{align_words, bits_for, packed_words, rank_bits_words, PackedInts, RankBits};
 use crate::error::{Error, Result};
 use crate::wavelet::WaveletMatrix;
 
@@ -30,8 +33,8 @@ const NUM_FIELDS: usize = 9;
 const W_TABLE: usize = W_FIELDS + NUM_FIELDS;
 /// Number of sections in format version 1.
 pub(crate) const NUM_SECTIONS: usize = 9;
-/// Words before the first section.
-pub(crate) const HEADER_WORDS: usize = W_TABLE + 2 * NUM_SECTIONS;
+/// Words before the first section (the header and table, padded to a cache line).
+pub(crate) const HEADER_WORDS: usize = (W_TABLE + 2 * NUM_SECTIONS).div_ceil(8) * 8;
 
 /// The sections of a version-1 file, in file order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,10 +149,36 @@ pub(crate) fn checksum(words: &[u64]) -> u64 {
     h ^ (h >> 32)
 }
 
-/// Writes the header and the sections (given in `Section` order) as one word buffer.
-pub(crate) fn assemble(header: &Header, sections: [&[u64]; NUM_SECTIONS]) -> Vec<u64> {
-    let total: usize = HEADER_WORDS + sections.iter().map(|s| s.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(total);
+/// A zeroed word buffer whose first word is 64-byte aligned (a `Vec<u64>` is only 8-aligned).
+pub(crate) struct AlignedWords {
+    buf: Vec<u64>,
+    offset: usize,
+    len: usize,
+}
+
+impl AlignedWords {
+    /// `len` zero words, 64-byte aligned.
+    pub(crate) fn zeroed(len: usize) -> AlignedWords {
+        let buf = vec![0u64; len + 7];
+        let misalignment = (buf.as_ptr() as usize / 8) % 8;
+        let offset = (8 - misalignment) % 8;
+        AlignedWords { buf, offset, len }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u64] {
+        &self.buf[self.offset..self.offset + self.len]
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u64] {
+        &mut self.buf[self.offset..self.offset + self.len]
+    }
+}
+
+/// Writes the header and the sections (given in `Section` order) as one aligned word buffer.
+pub(crate) fn assemble(header: &Header, sections: [&[u64]; NUM_SECTIONS]) -> AlignedWords {
+    let total: usize = HEADER_WORDS + sections.iter().map(|s| align_words(s.len())).sum::<usize>();
+    let mut aligned = AlignedWords::zeroed(total);
+    let mut out = Vec::with_capacity(HEADER_WORDS);
     out.push(u64::from_le_bytes(MAGIC));
     out.push(VERSION);
     out.push(total as u64);
@@ -169,14 +198,31 @@ pub(crate) fn assemble(header: &Header, sections: [&[u64]; NUM_SECTIONS]) -> Vec
     for s in &sections {
         out.push(offset as u64);
         out.push(s.len() as u64);
-        offset += s.len();
+        offset += align_words(s.len());
     }
+    let words = aligned.as_mut_slice();
+    words[..out.len()].copy_from_slice(&out);
+    let mut offset = HEADER_WORDS;
     for s in &sections {
-        out.extend_from_slice(s);
+        words[offset..offset + s.len()].copy_from_slice(s);
+        offset += align_words(s.len());
     }
-    debug_assert_eq!(out.len(), total);
-    out[W_CHECKSUM] = checksum(&out[W_FIELDS..]);
-    out
+    debug_assert_eq!(offset, total);
+    words[W_CHECKSUM] = checksum(&words[W_FIELDS..]);
+    aligned
+}
+
+/// Recomputes the checksum word of a whole file's bytes in place (for fuzzing and tests).
+pub(crate) fn reseal(bytes: &mut [u8]) {
+    if bytes.len() < HEADER_WORDS * 8 || bytes.len() % 8 != 0 {
+        return;
+    }
+    let words: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect();
+    let sum = checksum(&words[W_FIELDS..]);
+    bytes[W_CHECKSUM * 8..W_CHECKSUM * 8 + 8].copy_from_slice(&sum.to_le_bytes());
 }
 
 /// Validated, borrowed views of every part of an index.
@@ -278,7 +324,7 @@ pub(crate) fn parse(words: &[u64]) -> Result<Parts<'_>> {
             Error::corrupt(format!("section `{}` runs past the end", SECTION_NAMES[i]))
         })?;
         sections[i] = slice;
-        offset += len;
+        offset += align_words(len);
     }
     if offset != words.len() {
         return Err(Error::corrupt("trailing bytes after the last section"));

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::format::{self, Parts, NUM_SECTIONS, SECTION_NAMES};
+use crate::format::{self, AlignedWords, Parts, NUM_SECTIONS, SECTION_NAMES};
 use crate::{DocId, TokenId};
 
 /// A half-open range `[start, end)` of suffix-array rows: the rows whose suffixes start with
@@ -37,7 +37,7 @@ impl SaRange {
 /// Where the index's words live. Both variants keep their buffer at a fixed address for as
 /// long as they exist, which is what lets [`FmIndex`] hold views into them.
 enum Storage {
-    Owned(#[allow(dead_code)] Vec<u64>),
+    Owned(#[allow(dead_code)] AlignedWords),
     Mapped(#[allow(dead_code)] memmap2::Mmap),
 }
 
@@ -99,17 +99,17 @@ impl FmIndex {
     /// As [`FmIndex::open`], except [`Error::Io`].
     pub fn from_bytes(bytes: Vec<u8>) -> Result<FmIndex> {
         format::check_preamble(&bytes)?;
-        // `Vec<u8>` has no alignment guarantee for u64 reads: copy into words.
-        let words: Vec<u64> = bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-            .collect();
+        // `Vec<u8>` has no alignment guarantee for u64 reads: copy into aligned words.
+        let mut words = AlignedWords::zeroed(bytes.len() / 8);
+        for (w, c) in words.as_mut_slice().iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_le_bytes(c.try_into().unwrap_or_default());
+        }
         drop(bytes);
         FmIndex::from_storage(Storage::Owned(words))
     }
 
     /// Wraps words produced by the builder.
-    pub(crate) fn from_words(words: Vec<u64>) -> Result<FmIndex> {
+    pub(crate) fn from_words(words: AlignedWords) -> Result<FmIndex> {
         FmIndex::from_storage(Storage::Owned(words))
     }
 
@@ -120,7 +120,7 @@ impl FmIndex {
             });
         }
         let words: &[u64] = match &storage {
-            Storage::Owned(v) => v,
+            Storage::Owned(v) => v.as_slice(),
             Storage::Mapped(m) => bytemuck::try_cast_slice(m).map_err(|_| Error::NotAnIndex {
                 detail: "the memory map is not 8-byte aligned".into(),
             })?,
@@ -261,8 +261,11 @@ impl FmIndex {
     pub fn locate(&self, row: usize) -> usize {
         let mut row = row.min(self.rows() - 1);
         let marks = &self.parts.marks;
-        // A valid index needs fewer than `rate` steps; the bound only guards corrupt files.
-        for steps in 0..=self.parts.header.sample_rate as usize {
+        // A valid index needs fewer than `rate` steps (and fewer than `rows`: LF is one cycle
+        // through all rows and the row of position 0 is sampled); the bound only guards
+        // forged files, which must not loop for long either.
+        let bound = (self.parts.header.sample_rate as usize).min(self.rows());
+        for steps in 0..=bound {
             let (sampled, rank) = marks.get_and_rank1(row);
             if sampled {
                 return self.parts.samples.get(rank) as usize + steps;
@@ -373,6 +376,8 @@ impl FmIndex {
 
     /// Total size in bytes of the index (the file size).
     pub fn size_bytes(&self) -> usize {
-        (format::HEADER_WORDS + self.parts.section_words.iter().sum::<usize>()) * 8
+        (format::HEADER_WORDS
+            + self.parts.section_words.iter().map(|&w| crate::bits::align_words(w)).sum::<usize>())
+            * 8
     }
 }

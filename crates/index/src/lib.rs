@@ -122,6 +122,16 @@ pub use builder::{BuildProgress, BuildStage, FmIndexBuilder};
 pub use error::{Error, Result};
 pub use index::{FmIndex, SaRange};
 
+/// Helpers for this crate's fuzz target and corruption tests. Not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    /// Recomputes the checksum of index bytes in place (no-op on buffers too short or not
+    /// a multiple of 8 bytes), so that mutated bytes reach the structural checks.
+    pub fn reseal(bytes: &mut [u8]) {
+        crate::format::reseal(bytes)
+    }
+}
+
 /// A token id of the corpus alphabet, as given to the builder (no shift applied).
 pub type TokenId = u32;
 
