@@ -2,9 +2,83 @@
 //! ranked documents with evidence out, on a small in-memory corpus; and a timing run of the
 //! full-scoring matcher at SEAL's sizes (ignored by default, see BENCHMARKS-score.md).
 
+use proptest::prelude::*;
 use seal::score::{Candidate, CorpusView, NaiveCorpus, Ranking, Scorer, ScoringSettings};
-use seal::TokenId;
+use seal::{DocId, TokenId};
+use seal_index::{FmIndex, FmIndexBuilder};
 use std::time::Instant;
+
+/// The FM-index seen through [`CorpusView`]: the few lines the searcher needs, checked here
+/// against [`NaiveCorpus`].
+struct Fm(FmIndex);
+
+impl CorpusView for Fm {
+    fn num_tokens(&self) -> u64 {
+        self.0.num_tokens() as u64
+    }
+    fn count(&self, ngram: &[TokenId]) -> u64 {
+        self.0.count(ngram)
+    }
+    fn occurrences(&self, ngram: &[TokenId], limit: usize) -> Vec<(DocId, usize)> {
+        self.0.occurrences(self.0.range(ngram), ngram.len()).take(limit).collect()
+    }
+    fn doc_tokens(&self, doc: DocId) -> Vec<TokenId> {
+        self.0.doc_tokens(doc)
+    }
+    fn separator(&self) -> Option<TokenId> {
+        Some(self.0.separator())
+    }
+}
+
+fn fm_index(docs: &[Vec<TokenId>], separator: TokenId) -> Fm {
+    let mut builder = FmIndexBuilder::new(separator).sa_sample_rate(4);
+    for doc in docs {
+        builder.push_document(doc).unwrap();
+    }
+    Fm(builder.build().unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Ranking over the FM-index equals ranking over the scanning twin, title keys included.
+    /// (Keys are built once, from the index, because the two `N` differ by the index's trailing
+    /// separator.)
+    #[test]
+    fn ranking_over_the_fm_index_equals_the_naive_corpus(
+        docs in prop::collection::vec(prop::collection::vec(1u32..7, 0..15), 1..8),
+        candidates in prop::collection::vec(
+            (any::<bool>(), prop::collection::vec(1u32..7, 1..4), -6.0f64..0.0), 0..15),
+        unigram in prop::collection::vec((1u32..7, -4.0f64..0.0), 0..7),
+        lm_fm in any::<bool>(),
+        max_occurrences in prop::sample::select(vec![1usize, 3, 1500]),
+    ) {
+        let fm = fm_index(&docs, 0);
+        let naive = NaiveCorpus::new(docs.clone()).with_separator(0);
+        let candidates: Vec<Candidate> = candidates
+            .into_iter()
+            .map(|(title, body, logprob)| {
+                let tokens = if title { [&[0][..], &body].concat() } else { body };
+                Candidate { tokens, logprob }
+            })
+            .collect();
+        for c in &candidates {
+            prop_assert_eq!(fm.count(&c.tokens), naive.count(&c.tokens));
+        }
+        let ranking = if lm_fm { Ranking::LmFm } else { Ranking::Intersective };
+        let scorer = Scorer::new(ScoringSettings { ranking, max_occurrences, ..Default::default() }).unwrap();
+        let keys = scorer.keys(&fm, &candidates, &unigram);
+        let ranked = scorer.rank(&fm, &keys);
+        if max_occurrences == 1500 {
+            prop_assert_eq!(&ranked, &scorer.rank(&naive, &keys));
+        }
+        // With few located occurrences the candidates depend on the index's order, but every
+        // result is still its document's full score.
+        for d in &ranked {
+            prop_assert_eq!(d, &scorer.score_document(&keys, d.doc, &docs[d.doc as usize], Some(0)));
+        }
+    }
+}
 
 /// Tiny "corpus" of word ids: 0 is the separator, 1 the title delimiter "@@".
 fn corpus() -> NaiveCorpus {

@@ -263,7 +263,7 @@ impl Scorer {
     /// weighted keys of one query (see the module docs, step 1).
     ///
     /// `unigram_logprobs` may be sparse (e.g. the top 5,000 tokens) or the whole vocabulary; a token
-    /// listed twice keeps its first entry. Empty candidates are skipped.
+    /// listed twice counts with its highest log-probability. Empty candidates are skipped.
     pub fn keys<C: CorpusView + ?Sized>(
         &self,
         corpus: &C,
