@@ -53,6 +53,7 @@ proptest! {
         lm_fm in any::<bool>(),
         max_occurrences in prop::sample::select(vec![1usize, 3, 1500]),
     ) {
+        prop_assume!(docs.iter().any(|d| !d.is_empty()), "an index needs at least one token");
         let fm = fm_index(&docs, 0);
         let naive = NaiveCorpus::new(docs.clone()).with_separator(0);
         let candidates: Vec<Candidate> = candidates
