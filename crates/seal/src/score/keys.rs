@@ -159,7 +159,7 @@ impl KeySet {
         self.unigram_lookup.get(&token).copied().unwrap_or(0.0)
     }
 
-    /// The key at `index` into [`KeySet::keys`] of the `rank`-th active key.
+    /// The tokens of the `rank`-th key in matching order.
     pub(crate) fn active_tokens(&self, rank: usize) -> &[TokenId] {
         &self.keys[self.active[rank].key].tokens
     }
