@@ -82,7 +82,8 @@ impl DocStore {
     /// # Errors
     /// On I/O failure.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut bytes = Vec::with_capacity(HEADER_LEN + self.offsets.len() * 8 + self.strings.len());
+        let mut bytes =
+            Vec::with_capacity(HEADER_LEN + self.offsets.len() * 8 + self.strings.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&VERSION.to_le_bytes());
         bytes.extend_from_slice(&0u32.to_le_bytes());

@@ -14,8 +14,9 @@ pub mod docstore;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod prompt;
 pub mod score;
-pub mod searcher;
+// pub mod searcher; (enabled once the model layer is merged)
 
 pub use error::{Error, ErrorKind, Result};
 

@@ -1,1 +1,676 @@
-//! The facade: an index, a model and a scorer answering queries. Not for: HTTP or CLI concerns.
+//! The facade: an index directory, a model and a scorer answering queries with ranked passages
+//! and their evidence.
+//!
+//! Useful for: everything that searches (CLI, evaluation, server). Not for: HTTP or terminal
+//! concerns (the caller formats), building indexes (that is [`crate::indexer`]).
+//!
+//! # One query
+//!
+//! 1. **Body n-grams**: the body prompt ([`crate::prompt`]) is run once, then FM-index-constrained
+//!    beam search ([`crate::decode`]) generates passage n-grams. The first token must be a
+//!    word-initial token whose text continues with a letter or digit (SEAL.md §8), because the
+//!    corpus was tokenized with a leading space: this is what makes the prompt's continuation and
+//!    the index agree on token boundaries.
+//! 2. **Query n-grams**: every 1-3-word span of the query, each word as written or capitalized,
+//!    that occurs in the corpus, scored teacher-forced with the same body prompt (SEAL.md §6
+//!    quirk 4 is fixed: the reference rescored with the bare query, without its markers).
+//! 3. **Title n-grams**: the title prompt, decoding from the document boundary to the title
+//!    delimiter; only complete titles are kept, as `SEP T1 .. Tm @@` keys.
+//! 4. **Unigrams**: the body prompt's first-step distribution (its best `max_unigrams` tokens).
+//! 5. **Scoring** ([`crate::score`]): weights, two-stage intersective (or LM+FM) ranking.
+//! 6. **Evidence**: for each returned passage, the token spans of its matches become character
+//!    spans of its title and text (the passage string is re-tokenized with offsets).
+//!
+//! Candidates are deduplicated in the order body → query → title (the first wins), as SEAL does.
+//!
+//! **Architecture Invariant**: search is deterministic for (index, model, query, settings): no
+//! randomness, no thread-count-dependent order.
+
+use crate::decode::{
+    constrained_beam_search, score_ngrams, BeamModel, BeamSettings, LogProbRows, Target,
+};
+use crate::docstore::DocStore;
+use crate::indexer::{index_error, read_manifest, Manifest, DOCS_FILE, FM_INDEX_FILE};
+use crate::model::llama::{DecodeState, LlamaModel, StepOutput};
+use crate::model::{hub, tokenizer::Tokenizer};
+use crate::prompt::{prompt, PromptKind, PromptStyle};
+use crate::score::{Candidate, CorpusView, KeyOrigin, Scorer, ScoringSettings};
+use crate::{DocId, Error, ErrorKind, Result, Score, TokenId};
+use seal_index::FmIndex;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Longest query accepted, in bytes; longer ones are an error rather than a slow search.
+pub const MAX_QUERY_BYTES: usize = 2048;
+
+/// Everything that can be set per query, with SEAL's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchSettings {
+    /// Passages to return.
+    pub k: usize,
+    /// Beam size and lengths.
+    pub beam: BeamSettings,
+    /// The prompt design.
+    pub prompt: PromptStyle,
+    /// Generate title n-grams too (SEAL: yes).
+    pub titles: bool,
+    /// Add the query's own 1-3-word spans (SEAL: yes).
+    pub query_ngrams: bool,
+    /// Weights and ranking.
+    pub scoring: ScoringSettings,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            k: 10,
+            beam: BeamSettings::default(),
+            prompt: PromptStyle::default(),
+            titles: true,
+            query_ngrams: true,
+            scoring: ScoringSettings::default(),
+        }
+    }
+}
+
+/// Where a generated n-gram came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NgramSource {
+    /// Constrained decoding of the body prompt.
+    Body,
+    /// A span of the query itself.
+    Query,
+    /// Constrained decoding of the title prompt (a complete title).
+    Title,
+    /// One of the best unigrams of the first-step distribution.
+    Unigram,
+}
+
+/// One weighted n-gram of a query, for display.
+#[derive(Debug, Clone, Serialize)]
+pub struct NgramReport {
+    /// The n-gram's text (titles without the separator).
+    pub text: String,
+    /// Where it came from.
+    pub source: NgramSource,
+    /// log P(n | query).
+    pub logprob: f64,
+    /// Occurrences in the corpus.
+    pub count: u64,
+    /// Its weight.
+    pub weight: f64,
+}
+
+/// Which field of a passage a span points into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Field {
+    /// The title.
+    Title,
+    /// The text.
+    Text,
+}
+
+/// A matched n-gram occurrence in a passage, in characters (Unicode scalar values) and bytes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Span {
+    /// The field the span is in.
+    pub field: Field,
+    /// First character.
+    pub start: usize,
+    /// One past the last character.
+    pub end: usize,
+    /// First byte (UTF-8).
+    pub byte_start: usize,
+    /// One past the last byte.
+    pub byte_end: usize,
+}
+
+/// Why a passage matched: one n-gram, what it added to the score, where it occurs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    /// The n-gram's text.
+    pub ngram: String,
+    /// Where the n-gram came from.
+    pub source: NgramSource,
+    /// The n-gram's weight.
+    pub weight: f64,
+    /// What it added to this passage's score (after coverage).
+    pub contribution: f64,
+    /// Its accepted occurrences.
+    pub spans: Vec<Span>,
+}
+
+/// One ranked passage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    /// 1-based rank.
+    pub rank: usize,
+    /// The corpus's id of the passage.
+    pub id: String,
+    /// Internal document number.
+    pub doc: DocId,
+    /// Title.
+    pub title: String,
+    /// Text.
+    pub text: String,
+    /// Score (higher is better).
+    pub score: Score,
+    /// The matched n-grams, most contributing first.
+    pub evidence: Vec<Evidence>,
+}
+
+/// Time spent per stage, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    /// Body beam search (prompt + steps).
+    pub body_ms: f64,
+    /// Query n-gram scoring.
+    pub query_ngrams_ms: f64,
+    /// Title beam search.
+    pub titles_ms: f64,
+    /// Weights, ranking and evidence.
+    pub scoring_ms: f64,
+    /// The whole search.
+    pub total_ms: f64,
+}
+
+/// The answer to one query.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResponse {
+    /// The query as given.
+    pub query: String,
+    /// Ranked passages.
+    pub hits: Vec<Hit>,
+    /// Every weighted n-gram, heaviest first.
+    pub ngrams: Vec<NgramReport>,
+    /// Time per stage.
+    pub timings: Timings,
+}
+
+/// An opened index with its model: answers many queries, from many threads.
+pub struct Searcher {
+    dir: PathBuf,
+    manifest: Manifest,
+    index: FmIndex,
+    docs: DocStore,
+    tokenizer: Tokenizer,
+    model: LlamaModel,
+    /// `first_token_ok[id]`: may a body n-gram start with this token?
+    first_token_ok: Vec<bool>,
+}
+
+impl Searcher {
+    /// Opens the index in `dir` with the GGUF model at `model_path`.
+    ///
+    /// # Errors
+    /// When the index is missing or corrupt, or the model is not the one the index was built
+    /// with (its fingerprint differs).
+    pub fn open(dir: &Path, model_path: &Path) -> Result<Searcher> {
+        let manifest = read_manifest(dir)?;
+        let fingerprint = hub::fingerprint(model_path)?;
+        if fingerprint != manifest.model.fingerprint {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the index in {} was built with model {:?} (sha256 {}), but {} has sha256 {}; \
+                     search with that model (--model {}), or rebuild the index with this one",
+                    dir.display(),
+                    manifest.model.name,
+                    short(&manifest.model.fingerprint),
+                    model_path.display(),
+                    short(&fingerprint),
+                    manifest.model.name
+                ),
+            ));
+        }
+        let index = FmIndex::open(&dir.join(FM_INDEX_FILE)).map_err(index_error)?;
+        let docs = DocStore::open(&dir.join(DOCS_FILE))?;
+        if docs.len() != index.num_docs() {
+            return Err(Error::new(
+                ErrorKind::Index,
+                format!(
+                    "{}: the passage store has {} passages but the FM-index {}; rebuild the index with `seal index`",
+                    dir.display(),
+                    docs.len(),
+                    index.num_docs()
+                ),
+            ));
+        }
+        let tokenizer = Tokenizer::from_gguf(model_path)?;
+        let model = LlamaModel::load(model_path, &candle_core::Device::Cpu)?;
+        let first_token_ok = (0..tokenizer.vocab_size() as TokenId)
+            .map(|id| {
+                tokenizer.is_word_start(id)
+                    && !tokenizer.is_special(id)
+                    && tokenizer
+                        .token_text(id)
+                        .and_then(|t| t.trim_start().chars().next())
+                        .is_some_and(char::is_alphanumeric)
+            })
+            .collect();
+        Ok(Searcher { dir: dir.to_owned(), manifest, index, docs, tokenizer, model, first_token_ok })
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The FM-index.
+    pub fn index(&self) -> &FmIndex {
+        &self.index
+    }
+
+    /// The passages.
+    pub fn docs(&self) -> &DocStore {
+        &self.docs
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Answers `query`.
+    ///
+    /// # Errors
+    /// An empty or over-long query, invalid settings, or a model failure.
+    pub fn search(&self, query: &str, settings: &SearchSettings) -> Result<SearchResponse> {
+        let started = Instant::now();
+        let query_text = query.split_whitespace().collect::<Vec<_>>().join(" ");
+        if query_text.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidInput, "the query is empty; type some words"));
+        }
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("the query is {} bytes long; the limit is {MAX_QUERY_BYTES}", query.len()),
+            ));
+        }
+        if settings.k == 0 {
+            return Err(Error::new(ErrorKind::InvalidInput, "k must be at least 1"));
+        }
+        let scorer = Scorer::new(ScoringSettings {
+            num_candidates: settings.scoring.num_candidates.max(settings.k),
+            ..settings.scoring.clone()
+        })?;
+        let mut timings = Timings::default();
+
+        // 1. Body n-grams.
+        let t = Instant::now();
+        let body_prompt = self.prompt_ids(settings.prompt, PromptKind::Body, &query_text)?;
+        let model = ModelAdapter(&self.model);
+        let first_ok = |id: TokenId| self.first_token_ok.get(id as usize).copied().unwrap_or(false);
+        let body = constrained_beam_search(
+            &model,
+            &self.index,
+            &body_prompt,
+            &Target::Body,
+            &settings.beam,
+            &first_ok,
+        )?;
+        timings.body_ms = ms(t);
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut sources: Vec<NgramSource> = Vec::new();
+        for g in &body.ngrams {
+            candidates.push(Candidate { tokens: g.tokens.clone(), logprob: g.logprob });
+            sources.push(NgramSource::Body);
+        }
+
+        // 2. Query n-grams.
+        let t = Instant::now();
+        if settings.query_ngrams {
+            let seen: HashSet<&[TokenId]> = candidates.iter().map(|c| c.tokens.as_slice()).collect();
+            let mut spans: Vec<Vec<TokenId>> = Vec::new();
+            let mut span_set: HashSet<Vec<TokenId>> = HashSet::new();
+            for span in query_spans(&query_text) {
+                let tokens = self.tokenizer.encode(&format!(" {span}"))?;
+                if tokens.is_empty() || seen.contains(tokens.as_slice()) {
+                    continue;
+                }
+                if self.index.count(&tokens) > 0 && span_set.insert(tokens.clone()) {
+                    spans.push(tokens);
+                }
+            }
+            let scores = score_ngrams(&model, &body_prompt, &spans)?;
+            for (tokens, logprob) in spans.into_iter().zip(scores) {
+                candidates.push(Candidate { tokens, logprob });
+                sources.push(NgramSource::Query);
+            }
+        }
+        timings.query_ngrams_ms = ms(t);
+
+        // 3. Title n-grams, as `SEP T1 .. Tm @@` keys.
+        let t = Instant::now();
+        if settings.titles && !self.manifest.tokenizer.title_delimiter.is_empty() {
+            let title_prompt = self.prompt_ids(settings.prompt, PromptKind::Title, &query_text)?;
+            let target =
+                Target::Title { delimiter: self.manifest.tokenizer.title_delimiter.clone() };
+            let titles = constrained_beam_search(
+                &model,
+                &self.index,
+                &title_prompt,
+                &target,
+                &settings.beam,
+                &first_ok,
+            )?;
+            let sep = self.index.separator();
+            for g in titles.ngrams {
+                let mut tokens = Vec::with_capacity(g.tokens.len() + 1);
+                tokens.push(sep);
+                tokens.extend_from_slice(&g.tokens);
+                candidates.push(Candidate { tokens, logprob: g.logprob });
+                sources.push(NgramSource::Title);
+            }
+        }
+        timings.titles_ms = ms(t);
+
+        // 4-5. Unigrams, weights, ranking.
+        let t = Instant::now();
+        let unigrams = best_unigrams(&body.first_step, scorer.settings().max_unigrams);
+        let view = FmCorpus(&self.index);
+        let keys = scorer.keys(&view, &candidates, &unigrams);
+        let ranked = scorer.rank(&view, &keys);
+
+        // Reports of every key, heaviest first.
+        let key_source = |i: usize| -> NgramSource {
+            let key = &keys.keys()[i];
+            match key.origin {
+                KeyOrigin::Unigram => NgramSource::Unigram,
+                KeyOrigin::Candidate => candidates
+                    .iter()
+                    .position(|c| c.tokens == key.tokens)
+                    .map_or(NgramSource::Body, |j| sources[j]),
+            }
+        };
+        let sep = self.index.separator();
+        let key_text = |i: usize| -> String {
+            let tokens: Vec<TokenId> =
+                keys.keys()[i].tokens.iter().copied().filter(|&t| t != sep).collect();
+            self.tokenizer.decode(&tokens).unwrap_or_default().trim().to_owned()
+        };
+        let mut order: Vec<usize> = (0..keys.keys().len()).collect();
+        order.sort_by(|&a, &b| keys.keys()[b].weight.total_cmp(&keys.keys()[a].weight));
+        let ngrams = order
+            .iter()
+            .map(|&i| {
+                let key = &keys.keys()[i];
+                NgramReport {
+                    text: key_text(i),
+                    source: key_source(i),
+                    logprob: key.logprob,
+                    count: key.count,
+                    weight: key.weight,
+                }
+            })
+            .collect();
+
+        // 6. Hits with evidence.
+        let mut hits = Vec::with_capacity(settings.k);
+        for (rank, scored) in ranked.iter().take(settings.k).enumerate() {
+            let Some(doc) = self.docs.get(scored.doc) else { continue };
+            let locator = SpanLocator::new(&self.tokenizer, doc.title, doc.text);
+            let mut evidence: Vec<Evidence> = Vec::new();
+            for m in &scored.matches {
+                let spans = locator.span(m.start, m.len).into_iter().collect::<Vec<_>>();
+                if let Some(e) = evidence.iter_mut().find(|e: &&mut Evidence| {
+                    e.ngram == key_text(m.key) && e.weight == keys.keys()[m.key].weight
+                }) {
+                    e.contribution += m.contribution;
+                    e.spans.extend(spans);
+                } else {
+                    evidence.push(Evidence {
+                        ngram: key_text(m.key),
+                        source: key_source(m.key),
+                        weight: keys.keys()[m.key].weight,
+                        contribution: m.contribution,
+                        spans,
+                    });
+                }
+            }
+            for u in &scored.unigrams {
+                let spans = u.starts.iter().filter_map(|&s| locator.span(s, 1)).collect();
+                evidence.push(Evidence {
+                    ngram: self.tokenizer.decode(&[u.token]).unwrap_or_default().trim().to_owned(),
+                    source: NgramSource::Unigram,
+                    weight: u.contribution,
+                    contribution: u.contribution,
+                    spans,
+                });
+            }
+            evidence.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
+            hits.push(Hit {
+                rank: rank + 1,
+                id: doc.id.to_owned(),
+                doc: scored.doc,
+                title: doc.title.to_owned(),
+                text: doc.text.to_owned(),
+                score: scored.score,
+                evidence,
+            });
+        }
+        timings.scoring_ms = ms(t);
+        timings.total_ms = ms(started);
+        Ok(SearchResponse { query: query.to_owned(), hits, ngrams, timings })
+    }
+
+    /// The token ids of a prompt, with the model's BOS when its tokenizer asks for one.
+    fn prompt_ids(&self, style: PromptStyle, kind: PromptKind, query: &str) -> Result<Vec<TokenId>> {
+        let mut ids = Vec::new();
+        if let Some(bos) = self.tokenizer.bos_id().filter(|_| self.tokenizer.add_bos()) {
+            ids.push(bos);
+        }
+        ids.extend(self.tokenizer.encode(&prompt(style, kind, query))?);
+        Ok(ids)
+    }
+}
+
+fn short(fingerprint: &str) -> &str {
+    &fingerprint[..fingerprint.len().min(12)]
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Every 1-3-word span of the query, each word as written or with its first letter upper-cased
+/// (SEAL.md §2 "Query n-grams"), deduplicated, in order of appearance.
+pub fn query_spans(query: &str) -> Vec<String> {
+    let words: Vec<&str> = query.split_whitespace().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    for len in 1..=3usize {
+        for start in 0..words.len().saturating_sub(len - 1) {
+            let span = &words[start..start + len];
+            for mask in 0..(1u32 << len) {
+                let variant: Vec<String> = span
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| if mask & (1 << i) != 0 { capitalize(w) } else { (*w).to_owned() })
+                    .collect();
+                let text = variant.join(" ");
+                if seen.insert(text.clone()) {
+                    out.push(text);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The `n` most likely tokens of a first-step distribution, as `(token, logprob)`, best first
+/// (ties by token id).
+fn best_unigrams(first_step: &[f32], n: usize) -> Vec<(TokenId, f64)> {
+    let mut all: Vec<(TokenId, f64)> = first_step
+        .iter()
+        .enumerate()
+        .filter(|(_, lp)| lp.is_finite())
+        .map(|(i, &lp)| (i as TokenId, f64::from(lp)))
+        .collect();
+    let by = |a: &(TokenId, f64), b: &(TokenId, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if all.len() > n && n > 0 {
+        all.select_nth_unstable_by(n - 1, by);
+        all.truncate(n);
+    }
+    all.sort_by(by);
+    all
+}
+
+/// The FM-index as the scorer's [`CorpusView`].
+pub struct FmCorpus<'a>(pub &'a FmIndex);
+
+impl CorpusView for FmCorpus<'_> {
+    fn num_tokens(&self) -> u64 {
+        self.0.num_tokens() as u64
+    }
+    fn count(&self, ngram: &[TokenId]) -> u64 {
+        self.0.count(ngram)
+    }
+    fn occurrences(&self, ngram: &[TokenId], limit: usize) -> Vec<(DocId, usize)> {
+        let range = self.0.range(ngram);
+        self.0.occurrences(range, ngram.len()).take(limit).collect()
+    }
+    fn doc_tokens(&self, doc: DocId) -> Vec<TokenId> {
+        self.0.doc_tokens(doc)
+    }
+    fn separator(&self) -> Option<TokenId> {
+        Some(self.0.separator())
+    }
+}
+
+/// The llama model as the decoder's [`BeamModel`].
+struct ModelAdapter<'a>(&'a LlamaModel);
+
+impl LogProbRows for StepOutput {
+    fn row(&self, b: usize) -> &[f32] {
+        StepOutput::row(self, b)
+    }
+}
+
+impl BeamModel for ModelAdapter<'_> {
+    type State = DecodeState;
+    type Rows = StepOutput;
+
+    fn prefill(&self, prompt: &[TokenId]) -> Result<(DecodeState, Vec<f32>)> {
+        self.0.prefill(prompt)
+    }
+
+    fn step(&self, state: &mut DecodeState, parents: &[usize], tokens: &[TokenId]) -> Result<StepOutput> {
+        self.0.step(state, parents, tokens)
+    }
+
+    fn score_continuations(&self, prompt: &[TokenId], continuations: &[Vec<TokenId>]) -> Result<Vec<Vec<f32>>> {
+        self.0.score_continuations(prompt, continuations)
+    }
+}
+
+/// Maps token spans of a passage's indexed string back to character spans of its title and text.
+struct SpanLocator<'a> {
+    title: &'a str,
+    text: &'a str,
+    /// Byte offsets of each token in the indexed string, when re-tokenizing it reproduced the
+    /// indexed tokens; `None` otherwise (then no spans are reported rather than wrong ones).
+    offsets: Option<Vec<(usize, usize)>>,
+    title_start: usize,
+    text_start: usize,
+}
+
+impl<'a> SpanLocator<'a> {
+    fn new(tokenizer: &Tokenizer, title: &'a str, text: &'a str) -> Self {
+        let passage = crate::corpus::Passage::new("", title, text);
+        let s = crate::indexer::indexed_string(&passage);
+        // The indexed string is " " + title + " @@ " + text when cleaning left the stored fields
+        // unchanged (the corpus reader stores cleaned fields, so it does).
+        let title_start = 1;
+        let text_start = s.len().saturating_sub(text.len());
+        let layout_ok = s.get(title_start..title_start + title.len()) == Some(title)
+            && s.get(text_start..) == Some(text);
+        let offsets = if layout_ok {
+            tokenizer.encode_with_offsets(&s).ok().map(|(_, offsets)| offsets)
+        } else {
+            None
+        };
+        SpanLocator { title, text, offsets, title_start, text_start }
+    }
+
+    /// The span of tokens `[start, start + len)` of the indexed string, if it lies in the title
+    /// or the text.
+    fn span(&self, start: usize, len: usize) -> Option<Span> {
+        let offsets = self.offsets.as_ref()?;
+        let first = offsets.get(start)?;
+        let last = offsets.get(start + len.max(1) - 1)?;
+        let (mut a, b) = (first.0, last.1);
+        let (field, base, content) = if a >= self.text_start {
+            (Field::Text, self.text_start, self.text)
+        } else if b <= self.title_start + self.title.len() + 1 {
+            (Field::Title, self.title_start, self.title)
+        } else {
+            // A span across the delimiter (a title key): report its title part.
+            (Field::Title, self.title_start, self.title)
+        };
+        a = a.max(base);
+        let b = b.min(base + content.len());
+        // Skip the space a word-initial token carries.
+        while a < b && content.as_bytes()[a - base] == b' ' {
+            a += 1;
+        }
+        if a >= b {
+            return None;
+        }
+        let (byte_start, byte_end) = (a - base, b - base);
+        if !content.is_char_boundary(byte_start) || !content.is_char_boundary(byte_end) {
+            return None;
+        }
+        Some(Span {
+            field,
+            start: content[..byte_start].chars().count(),
+            end: content[..byte_end].chars().count(),
+            byte_start,
+            byte_end,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_spans_cover_one_to_three_words_with_case_variants() {
+        let spans = query_spans("who wrote hamlet");
+        assert!(spans.contains(&"who".to_owned()));
+        assert!(spans.contains(&"Hamlet".to_owned()));
+        assert!(spans.contains(&"wrote Hamlet".to_owned()));
+        assert!(spans.contains(&"Who Wrote Hamlet".to_owned()));
+        assert!(spans.contains(&"who wrote hamlet".to_owned()));
+        // 3 words × 2 + 2 spans × 4 + 1 span × 8 variants.
+        assert_eq!(spans.len(), 6 + 8 + 8);
+        assert_eq!(query_spans("").len(), 0);
+        // Already-capitalized words give no duplicate variants.
+        assert_eq!(query_spans("NASA"), vec!["NASA".to_owned()]);
+    }
+
+    #[test]
+    fn best_unigrams_are_sorted_and_truncated() {
+        let lp = [-3.0f32, -1.0, f32::NEG_INFINITY, -1.0, -0.5];
+        assert_eq!(best_unigrams(&lp, 3), vec![(4, -0.5), (1, -1.0), (3, -1.0)]);
+        assert_eq!(best_unigrams(&lp, 10).len(), 4);
+    }
+}

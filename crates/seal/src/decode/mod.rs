@@ -31,6 +31,12 @@
 use crate::{Result, TokenId};
 use seal_index::{FmIndex, SaRange};
 
+/// Rows of log-probabilities over the vocabulary, one per beam, as a model step returns them.
+pub trait LogProbRows {
+    /// The log-probabilities of beam `b`.
+    fn row(&self, b: usize) -> &[f32];
+}
+
 /// Log-probabilities for a batch of beams: `rows × vocab`, row-major.
 #[derive(Debug, Clone)]
 pub struct LogProbs {
@@ -48,14 +54,30 @@ impl LogProbs {
         LogProbs { data, vocab }
     }
 
-    /// The log-probabilities of beam `b`.
-    pub fn row(&self, b: usize) -> &[f32] {
-        &self.data[b * self.vocab..(b + 1) * self.vocab]
-    }
-
     /// Number of beams.
     pub fn num_rows(&self) -> usize {
         self.data.len() / self.vocab
+    }
+}
+
+impl LogProbRows for LogProbs {
+    fn row(&self, b: usize) -> &[f32] {
+        &self.data[b * self.vocab..(b + 1) * self.vocab]
+    }
+}
+
+/// The distribution(s) the next expansion reads: the prefill's single row, then each step's.
+enum Current<'a, R> {
+    First(&'a [f32]),
+    Step(R),
+}
+
+impl<R: LogProbRows> Current<'_, R> {
+    fn row(&self, b: usize) -> &[f32] {
+        match self {
+            Current::First(row) => row,
+            Current::Step(rows) => rows.row(b),
+        }
     }
 }
 
@@ -64,6 +86,8 @@ impl LogProbs {
 pub trait BeamModel {
     /// The model's per-query state (its KV cache).
     type State;
+    /// What a step returns.
+    type Rows: LogProbRows;
 
     /// Runs the prompt once and returns the state and the log-softmax at its last position.
     fn prefill(&self, prompt: &[TokenId]) -> Result<(Self::State, Vec<f32>)>;
@@ -74,7 +98,7 @@ pub trait BeamModel {
         state: &mut Self::State,
         parents: &[usize],
         tokens: &[TokenId],
-    ) -> Result<LogProbs>;
+    ) -> Result<Self::Rows>;
 
     /// Teacher-forced log-probabilities of each token of each continuation of `prompt`.
     fn score_continuations(
@@ -180,7 +204,8 @@ pub fn constrained_beam_search<M: BeamModel>(
     }
 
     let mut beams = vec![Beam { tokens: Vec::new(), range: root, score: 0.0 }];
-    let mut logprobs = LogProbs::new(out.first_step.clone(), out.first_step.len().max(1));
+    let first_step = std::mem::take(&mut out.first_step);
+    let mut logprobs: Current<'_, M::Rows> = Current::First(&first_step);
     let mut allowed: Vec<(TokenId, u64)> = Vec::new();
     let mut expansions: Vec<Expansion> = Vec::new();
 
@@ -254,10 +279,12 @@ pub fn constrained_beam_search<M: BeamModel>(
         if next.is_empty() || step + 1 == max_tokens {
             break;
         }
-        logprobs = model.step(&mut state, &parents, &tokens)?;
+        logprobs = Current::Step(model.step(&mut state, &parents, &tokens)?);
         out.model_steps += 1;
         beams = next;
     }
+    drop(logprobs);
+    out.first_step = first_step;
     Ok(out)
 }
 
@@ -280,13 +307,14 @@ pub fn score_ngrams<M: BeamModel>(
         return Ok(scores);
     }
     let (mut state, first) = model.prefill(prompt)?;
-    let mut logprobs = LogProbs::new(first.clone(), first.len().max(1));
+    let mut logprobs: Current<'_, M::Rows> = Current::First(&first);
     // `node_of[i]` is the row of n-gram i's prefix (of the current depth) in `logprobs`.
     let mut node_of = vec![0usize; ngrams.len()];
     for depth in 0..max_len {
         for (i, g) in ngrams.iter().enumerate() {
             if let Some(&t) = g.get(depth) {
-                let lp = logprobs.row(node_of[i]).get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
+                let lp =
+                    logprobs.row(node_of[i]).get(t as usize).copied().unwrap_or(f32::NEG_INFINITY);
                 scores[i] += f64::from(lp);
             }
         }
@@ -308,7 +336,7 @@ pub fn score_ngrams<M: BeamModel>(
                 node_of[i] = row;
             }
         }
-        logprobs = model.step(&mut state, &parents, &tokens)?;
+        logprobs = Current::Step(model.step(&mut state, &parents, &tokens)?);
     }
     Ok(scores)
 }

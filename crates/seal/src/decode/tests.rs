@@ -31,6 +31,7 @@ fn toy_logprobs(prefix: &[TokenId]) -> Vec<f32> {
 
 impl BeamModel for ToyModel {
     type State = Vec<Vec<TokenId>>;
+    type Rows = LogProbs;
 
     fn prefill(&self, prompt: &[TokenId]) -> Result<(Self::State, Vec<f32>)> {
         Ok((vec![prompt.to_vec()], toy_logprobs(prompt)))
@@ -96,7 +97,9 @@ fn teacher_forced(prompt: &[TokenId], ngram: &[TokenId]) -> f64 {
 }
 
 fn docs_strategy() -> impl Strategy<Value = Vec<Vec<TokenId>>> {
+    // The index needs at least one token in the corpus.
     prop::collection::vec(prop::collection::vec(0u32..(SEP - 1), 0..12), 1..6)
+        .prop_filter("a corpus with a token", |docs| docs.iter().any(|d| !d.is_empty()))
 }
 
 proptest! {
@@ -174,11 +177,13 @@ fn beam_of_one_is_greedy_over_allowed_tokens() {
     let docs = vec![vec![0, 1, 2], vec![0, 3], vec![4]];
     let index = build(&docs);
     let settings = BeamSettings { beam: 1, max_body_tokens: 3, max_title_tokens: 3 };
-    let out =
-        constrained_beam_search(&ToyModel, &index, &[7], &Target::Body, &settings, &|_| true)
-            .unwrap();
+    let out = constrained_beam_search(&ToyModel, &index, &[7], &Target::Body, &settings, &|_| true)
+        .unwrap();
     let lp = toy_logprobs(&[7]);
-    let best_first = [0u32, 1, 2, 3, 4].into_iter().max_by(|a, b| lp[*a as usize].total_cmp(&lp[*b as usize])).unwrap();
+    let best_first = [0u32, 1, 2, 3, 4]
+        .into_iter()
+        .max_by(|a, b| lp[*a as usize].total_cmp(&lp[*b as usize]))
+        .unwrap();
     assert_eq!(out.ngrams[0].tokens, vec![best_first]);
     assert_eq!(out.first_step, lp);
 }

@@ -1,0 +1,337 @@
+//! `seal search`: answer one query (or a file of queries) from an index, printing ranked passages
+//! with the n-grams that matched, highlighted.
+
+use super::progress::Bars;
+use anyhow::Context;
+use clap::Args;
+use seal::corpus::{CorpusFormat, ReadOptions};
+use seal::decode::BeamSettings;
+use seal::indexer::{build_index, read_manifest, ModelRef};
+use seal::model::{hub, tokenizer::Tokenizer};
+use seal::prompt::PromptStyle;
+use seal::score::{Ranking, ScoringSettings};
+use seal::searcher::{Field, Hit, SearchResponse, SearchSettings, Searcher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The bundled sample corpus (Wikipedia passages, CC BY-SA 3.0; see data/sample/README.md).
+const SAMPLE_CORPUS: &str = include_str!("../../data/sample/corpus.jsonl");
+
+/// Search an index: the model writes n-grams for the query, the FM-index keeps those that occur,
+/// passages are ranked by the n-grams they contain.
+///
+/// Without --index, searches a bundled sample of 299 Wikipedia passages (indexed on first use).
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// The query. Omit it when using --queries.
+    pub query: Option<String>,
+    /// Index directory built by `seal index` (default: the bundled sample corpus).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    /// Model: a known name or a GGUF path (default: the model the index was built with).
+    #[arg(long)]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    /// Print JSON (one object per query) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// A file of queries to run in a batch: BEIR queries.jsonl (`_id`, `text`) or TSV (`id<TAB>text`).
+    #[arg(long, requires = "run")]
+    pub queries: Option<PathBuf>,
+    /// Where to write the TREC run file of a --queries batch.
+    #[arg(long, requires = "queries")]
+    pub run: Option<PathBuf>,
+    /// Also print time per stage and the generated n-grams with their weights.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Model cache directory (default: $SEAL_CACHE_DIR, else ~/.cache/seal).
+    #[arg(long, env = "SEAL_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Search settings shared by `search`, `eval` and `serve`, with SEAL's defaults.
+#[derive(Args, Debug, Clone)]
+pub struct SettingsArgs {
+    /// Passages to return.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    pub k: usize,
+    /// Beam size of the constrained beam search (SEAL: 15).
+    #[arg(long, default_value_t = 15)]
+    pub beam: usize,
+    /// Maximum tokens of a generated passage n-gram (SEAL: 10).
+    #[arg(long, default_value_t = 10)]
+    pub max_tokens: usize,
+    /// Ranking: intersective (SEAL's headline method) or lm+fm (best single n-gram).
+    #[arg(long, default_value = "intersective")]
+    pub ranking: Ranking,
+    /// Prompt design: few-shot (two worked examples) or plain (the fine-tuning prompt).
+    #[arg(long, default_value = "few-shot")]
+    pub prompt: PromptStyle,
+    /// Do not generate title n-grams.
+    #[arg(long)]
+    pub no_titles: bool,
+    /// Do not add the query's own 1-3-word spans.
+    #[arg(long)]
+    pub no_query_ngrams: bool,
+}
+
+impl SettingsArgs {
+    /// The library's settings.
+    pub fn to_settings(&self) -> SearchSettings {
+        SearchSettings {
+            k: self.k,
+            beam: BeamSettings {
+                beam: self.beam,
+                max_body_tokens: self.max_tokens,
+                ..BeamSettings::default()
+            },
+            prompt: self.prompt,
+            titles: !self.no_titles,
+            query_ngrams: !self.no_query_ngrams,
+            scoring: ScoringSettings { ranking: self.ranking, ..ScoringSettings::default() },
+        }
+    }
+}
+
+/// Opens the searcher for `index` (or the bundled sample) with `model` (or the index's own).
+pub fn open_searcher(
+    index: Option<&Path>,
+    model: Option<&str>,
+    cache_dir: Option<&Path>,
+    progress: bool,
+) -> anyhow::Result<Searcher> {
+    let cache = cache_dir.map(Path::to_path_buf).unwrap_or_else(hub::default_cache_dir);
+    let dir = match index {
+        Some(dir) => dir.to_path_buf(),
+        None => sample_index(&cache, model.unwrap_or(hub::DEFAULT_MODEL), progress)?,
+    };
+    let manifest = read_manifest(&dir)?;
+    let model_name = model.map(str::to_owned).unwrap_or(manifest.model.name.clone());
+    let gguf = hub::resolve_model(&model_name, &cache, progress)?;
+    Searcher::open(&dir, &gguf).with_context(|| format!("opening the index in {}", dir.display()))
+}
+
+/// The index of the bundled sample for `model`, built on first use under the cache directory.
+fn sample_index(cache: &Path, model: &str, progress: bool) -> anyhow::Result<PathBuf> {
+    let gguf = hub::resolve_model(model, cache, progress)?;
+    let fingerprint = hub::fingerprint(&gguf)?;
+    let dir = cache.join("indexes").join(format!("sample-{}", &fingerprint[..16.min(fingerprint.len())]));
+    if read_manifest(&dir).is_ok() {
+        return Ok(dir);
+    }
+    if progress {
+        eprintln!("indexing the bundled sample corpus (299 Wikipedia passages) into {}", dir.display());
+    }
+    let reader = read_corpus_from_str(SAMPLE_CORPUS);
+    let passages = reader.collect::<seal::Result<Vec<_>>>()?;
+    let tokenizer = Tokenizer::from_gguf(&gguf)?;
+    let bars = Bars::new(progress);
+    build_index(
+        passages,
+        &tokenizer,
+        ModelRef { name: model.to_owned(), fingerprint },
+        &dir,
+        &|stage, done, total| bars.update(stage, done, total),
+    )?;
+    bars.finish();
+    Ok(dir)
+}
+
+fn read_corpus_from_str(text: &str) -> seal::corpus::CorpusReader {
+    seal::corpus::CorpusReader::from_str(text, CorpusFormat::BeirJsonl, ReadOptions::default())
+}
+
+pub fn run(args: SearchArgs) -> anyhow::Result<()> {
+    let settings = args.settings.to_settings();
+    let progress = !args.json;
+    let searcher = open_searcher(
+        args.index.as_deref(),
+        args.model.as_deref(),
+        args.cache_dir.as_deref(),
+        progress,
+    )?;
+    if let (Some(queries), Some(run)) = (&args.queries, &args.run) {
+        return run_batch(&searcher, &settings, queries, run, args.json);
+    }
+    let Some(query) = args.query.as_deref() else {
+        anyhow::bail!("give a query, e.g. `seal search \"who wrote hamlet\"`, or a batch with --queries FILE --run OUT");
+    };
+    let response = searcher.search(query, &settings)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print_response(&response, args.verbose);
+    }
+    Ok(())
+}
+
+/// Reads `(id, text)` queries from BEIR JSONL or TSV.
+pub fn read_queries(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read queries from {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if line.trim_start().starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
+            let id = v.get("_id").or_else(|| v.get("id")).and_then(|x| x.as_str());
+            let q = v.get("text").or_else(|| v.get("query")).and_then(|x| x.as_str());
+            match (id, q) {
+                (Some(id), Some(q)) => out.push((id.to_owned(), q.to_owned())),
+                _ => anyhow::bail!("{}:{}: expected \"_id\" and \"text\" fields", path.display(), i + 1),
+            }
+        } else {
+            let Some((id, q)) = line.split_once('\t') else {
+                anyhow::bail!("{}:{}: expected `id<TAB>query`", path.display(), i + 1);
+            };
+            if i == 0 && id == "id" {
+                continue;
+            }
+            out.push((id.to_owned(), q.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+fn run_batch(
+    searcher: &Searcher,
+    settings: &SearchSettings,
+    queries: &Path,
+    run: &Path,
+    json: bool,
+) -> anyhow::Result<()> {
+    let queries = read_queries(queries)?;
+    let bars = Bars::new(!json);
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(run).with_context(|| format!("cannot create {}", run.display()))?,
+    );
+    let started = Instant::now();
+    let mut totals = Vec::with_capacity(queries.len());
+    for (i, (id, text)) in queries.iter().enumerate() {
+        let response = searcher.search(text, settings).with_context(|| format!("query {id}"))?;
+        for hit in &response.hits {
+            writeln!(out, "{id} Q0 {} {} {:.6} seal", hit.id, hit.rank, hit.score)?;
+        }
+        if json {
+            println!("{}", serde_json::to_string(&response)?);
+        }
+        totals.push(response.timings.total_ms);
+        bars.update("searching", i as u64 + 1, queries.len() as u64);
+    }
+    bars.finish();
+    out.flush()?;
+    let secs = started.elapsed().as_secs_f64();
+    totals.sort_by(f64::total_cmp);
+    let pct = |p: f64| totals.get(((totals.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    eprintln!(
+        "{} queries in {:.1} s ({:.2} queries/s), latency p50 {:.0} ms, p95 {:.0} ms; run written to {}",
+        queries.len(),
+        secs,
+        queries.len() as f64 / secs.max(1e-9),
+        pct(0.5),
+        pct(0.95),
+        run.display()
+    );
+    Ok(())
+}
+
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+fn print_response(r: &SearchResponse, verbose: bool) {
+    let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let (bold, dim, reset) = if color { (BOLD, DIM, RESET) } else { ("", "", "") };
+    if r.hits.is_empty() {
+        println!("no passage matched");
+    }
+    for hit in &r.hits {
+        println!("{bold}{}. {}{reset} {dim}[{}] score {:.2}{reset}", hit.rank, hit.title, hit.id, hit.score);
+        println!("   {}", snippet(hit, color));
+        let matched: Vec<String> = hit
+            .evidence
+            .iter()
+            .filter(|e| e.contribution > 0.0)
+            .take(8)
+            .map(|e| format!("\"{}\" {:.2}", e.ngram, e.contribution))
+            .collect();
+        if !matched.is_empty() {
+            println!("   {dim}matched: {}{reset}", matched.join(", "));
+        }
+    }
+    if verbose {
+        let t = &r.timings;
+        println!(
+            "\n{bold}time{reset}: body {:.0} ms, query n-grams {:.0} ms, titles {:.0} ms, scoring {:.0} ms, total {:.0} ms",
+            t.body_ms, t.query_ngrams_ms, t.titles_ms, t.scoring_ms, t.total_ms
+        );
+        println!("{bold}n-grams{reset} (weight, source, log-prob, count):");
+        for n in r.ngrams.iter().filter(|n| n.weight > 0.0).take(40) {
+            println!(
+                "  {:>8.2}  {:<8} {:>7.2} {:>7}  {}",
+                n.weight,
+                format!("{:?}", n.source).to_lowercase(),
+                n.logprob,
+                n.count,
+                n.text
+            );
+        }
+    }
+}
+
+/// About 300 characters of the passage text around its strongest match, matches highlighted.
+fn snippet(hit: &Hit, color: bool) -> String {
+    const WIDTH: usize = 300;
+    let text = &hit.text;
+    let mut spans: Vec<(usize, usize, f64)> = hit
+        .evidence
+        .iter()
+        .flat_map(|e| e.spans.iter().filter(|s| s.field == Field::Text).map(move |s| (s.byte_start, s.byte_end, e.contribution)))
+        .collect();
+    let center = spans
+        .iter()
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .map_or(0, |s| s.0);
+    let mut start = center.saturating_sub(WIDTH / 3);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (start + WIDTH).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    spans.retain(|s| s.0 >= start && s.1 <= end);
+    spans.sort_by_key(|s| s.0);
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    let mut pos = start;
+    for (a, b, _) in spans {
+        if a < pos {
+            continue;
+        }
+        out.push_str(&text[pos..a]);
+        if color {
+            out.push_str("\x1b[1;33m");
+            out.push_str(&text[a..b]);
+            out.push_str(RESET);
+        } else {
+            out.push('[');
+            out.push_str(&text[a..b]);
+            out.push(']');
+        }
+        pos = b;
+    }
+    out.push_str(&text[pos..end]);
+    if end < text.len() {
+        out.push('…');
+    }
+    out
+}
+
