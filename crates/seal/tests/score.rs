@@ -2,9 +2,84 @@
 //! ranked documents with evidence out, on a small in-memory corpus; and a timing run of the
 //! full-scoring matcher at SEAL's sizes (ignored by default, see BENCHMARKS-score.md).
 
+use proptest::prelude::*;
 use seal::score::{Candidate, CorpusView, NaiveCorpus, Ranking, Scorer, ScoringSettings};
-use seal::TokenId;
+use seal::{DocId, TokenId};
+use seal_index::{FmIndex, FmIndexBuilder};
 use std::time::Instant;
+
+/// The FM-index seen through [`CorpusView`]: the few lines the searcher needs, checked here
+/// against [`NaiveCorpus`].
+struct Fm(FmIndex);
+
+impl CorpusView for Fm {
+    fn num_tokens(&self) -> u64 {
+        self.0.num_tokens() as u64
+    }
+    fn count(&self, ngram: &[TokenId]) -> u64 {
+        self.0.count(ngram)
+    }
+    fn occurrences(&self, ngram: &[TokenId], limit: usize) -> Vec<(DocId, usize)> {
+        self.0.occurrences(self.0.range(ngram), ngram.len()).take(limit).collect()
+    }
+    fn doc_tokens(&self, doc: DocId) -> Vec<TokenId> {
+        self.0.doc_tokens(doc)
+    }
+    fn separator(&self) -> Option<TokenId> {
+        Some(self.0.separator())
+    }
+}
+
+fn fm_index(docs: &[Vec<TokenId>], separator: TokenId) -> Fm {
+    let mut builder = FmIndexBuilder::new(separator).sa_sample_rate(4);
+    for doc in docs {
+        builder.push_document(doc).unwrap();
+    }
+    Fm(builder.build().unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Ranking over the FM-index equals ranking over the scanning twin, title keys included.
+    /// (Keys are built once, from the index, because the two `N` differ by the index's trailing
+    /// separator.)
+    #[test]
+    fn ranking_over_the_fm_index_equals_the_naive_corpus(
+        docs in prop::collection::vec(prop::collection::vec(1u32..7, 0..15), 1..8),
+        candidates in prop::collection::vec(
+            (any::<bool>(), prop::collection::vec(1u32..7, 1..4), -6.0f64..0.0), 0..15),
+        unigram in prop::collection::vec((1u32..7, -4.0f64..0.0), 0..7),
+        lm_fm in any::<bool>(),
+        max_occurrences in prop::sample::select(vec![1usize, 3, 1500]),
+    ) {
+        prop_assume!(docs.iter().any(|d| !d.is_empty()), "an index needs at least one token");
+        let fm = fm_index(&docs, 0);
+        let naive = NaiveCorpus::new(docs.clone()).with_separator(0);
+        let candidates: Vec<Candidate> = candidates
+            .into_iter()
+            .map(|(title, body, logprob)| {
+                let tokens = if title { [&[0][..], &body].concat() } else { body };
+                Candidate { tokens, logprob }
+            })
+            .collect();
+        for c in &candidates {
+            prop_assert_eq!(fm.count(&c.tokens), naive.count(&c.tokens));
+        }
+        let ranking = if lm_fm { Ranking::LmFm } else { Ranking::Intersective };
+        let scorer = Scorer::new(ScoringSettings { ranking, max_occurrences, ..Default::default() }).unwrap();
+        let keys = scorer.keys(&fm, &candidates, &unigram);
+        let ranked = scorer.rank(&fm, &keys);
+        if max_occurrences == 1500 {
+            prop_assert_eq!(&ranked, &scorer.rank(&naive, &keys));
+        }
+        // With few located occurrences the candidates depend on the index's order, but every
+        // result is still its document's full score.
+        for d in &ranked {
+            prop_assert_eq!(d, &scorer.score_document(&keys, d.doc, &docs[d.doc as usize], Some(0)));
+        }
+    }
+}
 
 /// Tiny "corpus" of word ids: 0 is the separator, 1 the title delimiter "@@".
 fn corpus() -> NaiveCorpus {
@@ -133,5 +208,38 @@ fn time_full_scoring_at_seal_sizes() {
         "rank() with NaiveCorpus (scanning occurrences): {:?}, {} docs",
         start.elapsed(),
         ranked.len()
+    );
+
+    // The same query end to end over the FM-index (SEAL's sample rate 32): keys (counts), first
+    // stage (one locate per occurrence of a rare key), full scoring (one doc_tokens per candidate).
+    let fm = Fm(docs
+        .iter()
+        .fold(FmIndexBuilder::new(0), |mut b, d| {
+            b.push_document(d).unwrap();
+            b
+        })
+        .build()
+        .unwrap());
+    let (cpu_start, start) = (thread_cpu_ns(), Instant::now());
+    let fm_keys = scorer.keys(&fm, &candidates, &unigrams);
+    let (cpu_keys, keys_time) = (thread_cpu_ns(), start.elapsed());
+    let fm_ranked = scorer.rank(&fm, &fm_keys);
+    let (cpu_rank, rank_time) = (thread_cpu_ns(), start.elapsed() - keys_time);
+    let ms = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| (b - a) as f64 / 1e6);
+    println!(
+        "FM-index: keys {keys_time:?} wall / {:.1?} ms CPU; rank {rank_time:?} wall / {:.1?} ms CPU; \
+         {} docs; {} rare keys with {} occurrences",
+        ms(cpu_start, cpu_keys),
+        ms(cpu_keys, cpu_rank),
+        fm_ranked.len(),
+        fm_keys.keys().iter().filter(|k| k.weight > 0.0 && k.count <= 1500).count(),
+        fm_keys.keys().iter().filter(|k| k.weight > 0.0 && k.count <= 1500).map(|k| k.count).sum::<u64>(),
+    );
+    let (cpu_start, start) = (thread_cpu_ns(), Instant::now());
+    let tokens: usize = (0..1500).map(|d| fm.doc_tokens(d).len()).sum();
+    println!(
+        "FM-index: doc_tokens of 1500 docs ({tokens} tokens): {:?} wall / {:.1?} ms CPU",
+        start.elapsed(),
+        ms(cpu_start, thread_cpu_ns())
     );
 }

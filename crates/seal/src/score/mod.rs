@@ -35,7 +35,8 @@
 //!
 //! # Decisions on the reference code's quirks (SEAL.md §6) and other choices
 //!
-//! - **Quirk 2 (first-stage overlap shifted by −len): fixed.** The first stage tests overlap on
+//! - **Quirk 2 (first-stage overlap intervals shifted by −len in reversed coordinates, i.e. by
+//!   +len in forward ones): fixed.** The first stage tests overlap on
 //!   the exact token interval `[start, start + len)` of each occurrence, per document, so keys of
 //!   different lengths are treated like keys of equal length. (The reference's shifted intervals
 //!   were also global text positions and could reach into the neighbouring document.)
@@ -65,9 +66,11 @@
 //! - **Frequent fallback, which occurrences**: when the fallback runs (or a rare key has more
 //!   occurrences than `max_occurrences`), which occurrences are located is the index's choice (its
 //!   suffix-array order), deterministic but not "the best" ones.
+//! - **β = 1**: a key whose types are all covered would add 0; as in the reference it then does
+//!   not cover its tokens either (they stay free for later keys and unigram weights).
 //! - The other quirks of SEAL.md §6 are outside this module: 1 (off-by-one unigram range) only
-//!   reaches the scorer through [`CorpusView::count`], so it is the index's to fix; 3, 4, 6 and 7
-//!   belong to the decoder, the index layout and the output.
+//!   reaches the scorer through [`CorpusView::count`] (`seal-index` counts exactly, tested against
+//!   a naive scan); 3, 4, 6 and 7 belong to the decoder, the index layout and the output.
 //!
 //! # Cost
 //!
@@ -263,7 +266,7 @@ impl Scorer {
     /// weighted keys of one query (see the module docs, step 1).
     ///
     /// `unigram_logprobs` may be sparse (e.g. the top 5,000 tokens) or the whole vocabulary; a token
-    /// listed twice keeps its first entry. Empty candidates are skipped.
+    /// listed twice counts with its highest log-probability. Empty candidates are skipped.
     pub fn keys<C: CorpusView + ?Sized>(
         &self,
         corpus: &C,
