@@ -55,6 +55,9 @@ const LLAMA3_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|
 /// Qwen2's split (every digit on its own).
 const QWEN2_SPLIT: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// A half-open byte range `(start, end)` of an encoded text.
+pub type ByteSpan = (usize, usize);
+
 /// Which tokenizer family a GGUF file uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenizerKind {
@@ -352,7 +355,7 @@ impl Tokenizer {
     /// # Errors
     ///
     /// As [`Tokenizer::encode`].
-    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<TokenId>, Vec<(usize, usize)>)> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<TokenId>, Vec<ByteSpan>)> {
         let encoding = self
             .inner
             .encode(text, false)
