@@ -17,6 +17,11 @@ special=True)` (chat markers written in the text become their single ids; no BOS
 the reference's decoding of those ids (`detokenize(ids, special=True)`), and every token's
 own bytes (`token_to_piece(id, special=True)`). CI does not run this script: the Rust test
 (crates/seal/tests/tokenizer.rs) reads the committed JSON.
+
+A larger, uncommitted check on real documents: `--corpus FILE.jsonl --limit N --out OUT.json
+NAME=PATH` encodes each BEIR-style record as SEAL's document string " title @@ text" and
+writes the same format to OUT.json; then
+`SEAL_TOKENIZER_GOLDEN=OUT.json cargo test -p seal --test tokenizer -- --ignored` compares.
 """
 
 import hashlib
@@ -97,13 +102,25 @@ def token_bytes(llm, token):
     return bytes(buf[:n])
 
 
-def golden(name, path):
+def corpus_texts(corpus, limit):
+    texts = []
+    with open(corpus, encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            title, text = record.get("title", "") or "", record.get("text", "") or ""
+            texts.append(" " + " ".join(f"{title} @@ {text}".split()))
+            if len(texts) >= limit:
+                break
+    return texts
+
+
+def golden(name, path, texts=TEXTS):
     sha256 = sha256_of(path)
     if sha256 != EXPECTED_SHA256[name]:
         sys.exit(f"{path}: sha256 {sha256} is not the expected {EXPECTED_SHA256[name]} of {name}")
     llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
     cases = []
-    for text in TEXTS:
+    for text in texts:
         ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         decoded = llm.detokenize(ids, special=True)
         cases.append(
@@ -128,12 +145,23 @@ def main():
     if llama_cpp.__version__ != EXPECTED_VERSION:
         sys.exit(f"llama-cpp-python {llama_cpp.__version__} found; this script is pinned to {EXPECTED_VERSION}")
     out_dir = os.path.dirname(os.path.abspath(__file__))
-    for arg in sys.argv[1:]:
+    args = sys.argv[1:]
+    options = {}
+    while args and args[0].startswith("--"):
+        options[args[0]] = args[1]
+        args = args[2:]
+    texts = TEXTS
+    if "--corpus" in options:
+        texts = corpus_texts(options["--corpus"], int(options.get("--limit", "1000")))
+    for arg in args:
         name, _, path = arg.partition("=")
         if name not in EXPECTED_SHA256 or not path:
-            sys.exit(f"usage: make_golden.py NAME=PATH...; NAME in {sorted(EXPECTED_SHA256)}")
-        result = golden(name, path)
-        out = os.path.join(out_dir, f"{name}.json")
+            sys.exit(
+                "usage: make_golden.py [--corpus FILE.jsonl --limit N --out OUT.json] NAME=PATH...; "
+                f"NAME in {sorted(EXPECTED_SHA256)}"
+            )
+        result = golden(name, path, texts)
+        out = options.get("--out", os.path.join(out_dir, f"{name}.json"))
         with open(out, "w", encoding="utf-8") as f:
             json.dump(result, f, ensure_ascii=False, indent=1)
             f.write("\n")

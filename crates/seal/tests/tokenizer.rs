@@ -58,14 +58,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Every difference from the golden file, so that one run shows them all.
 fn check_against_golden(name: &str, tokenizer: &Tokenizer) {
     let golden = golden(name);
     assert_eq!(golden.model, name);
+    assert!(golden.cases.len() >= 30, "golden file has too few cases");
+    check_cases(&golden, tokenizer);
+}
+
+/// Every difference from the reference, so that one run shows them all.
+fn check_cases(golden: &Golden, tokenizer: &Tokenizer) {
+    let name = &golden.model;
     let spec = hub::find_model(name).expect("known model");
     assert_eq!(golden.gguf_sha256, spec.sha256, "the golden file was made from another GGUF file");
     assert_eq!(tokenizer.vocab_size(), golden.vocab_size);
-    assert!(golden.cases.len() >= 30, "golden file has too few cases");
     let mut failures = Vec::new();
     for case in &golden.cases {
         let ids = tokenizer.encode(&case.text).expect("encode");
@@ -188,6 +193,28 @@ fn offsets_map_tokens_back_to_text() {
         for case in golden(name).cases {
             check_offsets(tokenizer, &case.text);
         }
+    }
+}
+
+/// A larger reference file made by `make_golden.py --corpus` (e.g. real documents of a
+/// dataset): `SEAL_TOKENIZER_GOLDEN=a.json:b.json cargo test -p seal --test tokenizer -- --ignored`.
+#[test]
+#[ignore = "needs SEAL_TOKENIZER_GOLDEN=<files made by make_golden.py --corpus>"]
+fn matches_llama_cpp_on_external_reference_files() {
+    let files = std::env::var("SEAL_TOKENIZER_GOLDEN").expect("set SEAL_TOKENIZER_GOLDEN");
+    for file in files.split(':') {
+        let golden: Golden = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let tokenizer = match golden.model.as_str() {
+            "smollm2-135m" => smollm2(),
+            "gemma3-270m" => gemma3(),
+            other => panic!("{file}: unknown model {other}"),
+        };
+        check_cases(&golden, tokenizer);
+        for case in &golden.cases {
+            check_offsets(tokenizer, &case.text);
+        }
+        let tokens: usize = golden.cases.iter().map(|c| c.ids.len()).sum();
+        eprintln!("{file}: {} texts, {tokens} tokens, identical", golden.cases.len());
     }
 }
 
