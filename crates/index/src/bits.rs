@@ -69,7 +69,7 @@ impl<'a> RankBits<'a> {
     }
 
     /// The bit at `i` (`i < len`; out-of-range reads return `false`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, i: usize) -> bool {
         match self.bits.get(i / 64) {
             Some(w) => (w >> (i % 64)) & 1 == 1,
@@ -78,7 +78,7 @@ impl<'a> RankBits<'a> {
     }
 
     /// Number of one bits in `[0, i)`; `i` is clamped to `len`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn rank1(&self, i: usize) -> usize {
         let i = i.min(self.len);
         let block = i / BLOCK_BITS;
@@ -96,7 +96,7 @@ impl<'a> RankBits<'a> {
     }
 
     /// The bit at `i` together with `rank1(i)`, sharing the memory access.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_and_rank1(&self, i: usize) -> (bool, usize) {
         (self.get(i), self.rank1(i))
     }
