@@ -19,8 +19,10 @@ use crate::{DocId, TokenId};
 /// only synthetic or very large vocabularies) in a set.
 const SMALL_ID_LIMIT: u32 = 1 << 24;
 
-/// Tokens per chunk of the pushed text (4 MiB).
-const TEXT_CHUNK: usize = 1 << 20;
+/// Tokens per chunk of the pushed text (64 MiB). Above glibc's largest mmap threshold
+/// (32 MiB), so every full chunk is its own mapping and returns to the OS when it is freed
+/// during the build; smaller chunks would stay resident as free heap and raise the peak.
+const TEXT_CHUNK: usize = 1 << 24;
 
 /// A stage of [`FmIndexBuilder::build`], reported through [`FmIndexBuilder::on_progress`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
