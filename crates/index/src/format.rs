@@ -390,6 +390,10 @@ pub(crate) fn parse(words: &[u64]) -> Result<Parts<'_>> {
 
 fn check_header(h: &Header) -> Result<()> {
     let bad = |what: &str| Err(Error::corrupt(format!("impossible header: {what}")));
+    // Bound the sizes first, so no arithmetic below (or in queries) can overflow.
+    if h.num_tokens >= (1u64 << 56) || h.num_docs >= (1u64 << 56) {
+        return bad("text too long");
+    }
     if h.num_docs == 0 || h.num_tokens < h.num_docs + 2 {
         return bad("too few documents or tokens");
     }
@@ -407,9 +411,6 @@ fn check_header(h: &Header) -> Result<()> {
     }
     if h.separator > u32::MAX as u64 {
         return bad("separator is not a u32");
-    }
-    if h.num_tokens >= (1u64 << 56) {
-        return bad("text too long");
     }
     Ok(())
 }
