@@ -323,8 +323,14 @@ impl FmIndexBuilder {
         let rows = num_tokens + 1;
         let wm = WaveletMatrix::from_words(&zeros, &level_words, rows)
             .ok_or_else(|| Error::Construction { detail: "wavelet matrix size mismatch".into() })?;
-        let lf_offsets: Vec<u64> =
-            (0..sigma).map(|c| counts[c].wrapping_sub(wm.map_down(c as u32, 0) as u64)).collect();
+        let symbol_counts = pack_ints(
+            (0..=sigma).flat_map(|c| {
+                let base = if c < sigma { Some(wm.map_down(c as u32, 0) as u64) } else { None };
+                std::iter::once(counts[c]).chain(base)
+            }),
+            2 * sigma + 1,
+            bits_for(rows as u64),
+        );
 
         let sample_width = bits_for(num_tokens as u64);
         let num_samples = scan.samples.len();
@@ -350,8 +356,7 @@ impl FmIndexBuilder {
             &header,
             [
                 &symbol_words,
-                &counts,
-                &lf_offsets,
+                &symbol_counts,
                 &zeros,
                 &level_words,
                 &marks,

@@ -214,16 +214,17 @@ impl FmIndex {
         }
         let Some(c) = self.symbol_of(token) else { return SaRange::default() };
         let n = self.rows();
+        let counts = &self.parts.symbol_counts;
+        let c = c as usize;
         if range == self.full_range() {
-            let counts = self.parts.counts;
             return SaRange {
-                start: counts[c as usize] as usize,
-                end: counts[c as usize + 1] as usize,
+                start: counts.get(2 * c) as usize,
+                end: counts.get(2 * c + 2) as usize,
             };
         }
         let (a, b) = self.bwt_rows(range);
-        let (a, b) = self.parts.wavelet.map_range_down(c, a, b);
-        let offset = self.parts.lf_offsets[c as usize];
+        let (a, b) = self.parts.wavelet.map_range_down(c as u32, a, b);
+        let offset = counts.get(2 * c).wrapping_sub(counts.get(2 * c + 1));
         let start = (offset.wrapping_add(a as u64) as usize).min(n);
         let end = (offset.wrapping_add(b as u64) as usize).min(n);
         if start >= end {
@@ -277,9 +278,10 @@ impl FmIndex {
             return;
         }
         if range == self.full_range() {
-            let counts = self.parts.counts;
+            let counts = &self.parts.symbol_counts;
             for (i, &token) in self.parts.symbols.iter().enumerate() {
-                out.push((token, counts[i + 2] - counts[i + 1]));
+                let symbol = i + 1;
+                out.push((token, counts.get(2 * symbol + 2) - counts.get(2 * symbol)));
             }
             return;
         }
@@ -316,7 +318,9 @@ impl FmIndex {
     #[inline(always)]
     fn lf(&self, row: usize) -> (u32, usize) {
         let (symbol, i) = self.parts.wavelet.access_and_map(row);
-        let offset = self.parts.lf_offsets.get(symbol as usize).copied().unwrap_or(0);
+        let counts = &self.parts.symbol_counts;
+        let s = symbol as usize;
+        let offset = counts.get(2 * s).wrapping_sub(counts.get(2 * s + 1));
         (symbol, (offset.wrapping_add(i as u64) as usize).min(self.rows() - 1))
     }
 

@@ -55,7 +55,7 @@
 //! | part | what | size |
 //! |---|---|---|
 //! | wavelet matrix | the BWT, one plain bit vector with a rank directory per level | `⌈log2 σ⌉ · 1.03` bits/token |
-//! | counts, LF offsets, symbols | `C[c]`, the per-symbol offset that turns a wavelet position into a row, the id of each symbol | 20 bytes per distinct token |
+//! | symbols, symbol counts | the id of each internal symbol; `C[c]` and where the wavelet matrix's bottom level puts symbol `c`, bit-packed | `4 + 2 · ⌈log2 N⌉ / 8` bytes per distinct token |
 //! | sample marks + samples | which rows have their suffix-array value stored (text positions divisible by the sample rate), and those values | `1.03 + ⌈log2 N⌉ / rate` bits/token |
 //! | document starts + anchors | each document's separator position, and the row of that position | 16 bytes per document |
 //!
@@ -76,7 +76,7 @@
 //! the header, the symbol table's order, the counts, the rank directories of every bit vector
 //! and the document table. A truncated, damaged or foreign file is an [`Error`] that says to
 //! rebuild the index, never a panic. Values that only a full reconstruction could verify (the
-//! sampled positions, the LF offsets) are clamped where they are used, so even a forged file
+//! sampled positions, the bottom-level offsets) are clamped where they are used, so even a forged file
 //! with a valid checksum gives wrong answers rather than a crash. [`FmIndexBuilder::write`]
 //! writes to a temporary file, syncs it and renames it into place.
 //!

@@ -367,7 +367,11 @@ fn separator_is_the_largest_id() {
 #[test]
 fn large_and_sparse_ids() {
     check_named(
-        &[vec![1 << 20, (1 << 31) - 1, u32::MAX - 1], vec![u32::MAX - 1, 1 << 20], vec![1 << 24, 0]],
+        &[
+            vec![1 << 20, (1 << 31) - 1, u32::MAX - 1],
+            vec![u32::MAX - 1, 1 << 20],
+            vec![1 << 24, 0],
+        ],
         262_143,
     );
 }
