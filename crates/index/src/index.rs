@@ -340,9 +340,8 @@ impl FmIndex {
         // forged files, which must not loop for long either.
         let bound = (self.parts.header.sample_rate as usize).min(self.rows());
         for steps in 0..=bound {
-            let (sampled, rank) = marks.get_and_rank1(row);
-            if sampled {
-                return self.parts.samples.get(rank) as usize + steps;
+            if marks.get(row) {
+                return self.parts.samples.get(marks.rank1(row)) as usize + steps;
             }
             row = self.lf(row).1;
         }
