@@ -464,6 +464,15 @@ impl FmIndex {
 mod tests {
     use crate::FmIndexBuilder;
 
+    /// The decoder shares one index across threads and moves builders to worker threads.
+    #[test]
+    fn index_is_shareable_and_builder_movable() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<super::FmIndex>();
+        send::<FmIndexBuilder>();
+    }
+
     /// The portable implementations (used on CPUs without `popcnt`) answer like the public
     /// methods, which dispatch to the `popcnt` build on this machine.
     #[test]
