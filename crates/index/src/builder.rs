@@ -57,12 +57,10 @@ type ProgressFn = Box<dyn FnMut(BuildProgress) + Send>;
 ///
 /// # Memory usage
 ///
-/// While documents are pushed: 4 bytes per token plus 8 per document. During `build`, for
-/// alphabets under 65,536 distinct ids, the peak is about 8.3 bytes per token on top of
-/// nothing else (16-bit text 2, suffix array 4, BWT 2, samples 0.25; the pushed 32-bit text
-/// is released after conversion) and then about 6 while the wavelet matrix is built; for
-/// larger alphabets about 12.3 (32-bit text and BWT). `build` returns the finished index in
-/// memory (about 2-3 bytes per token); `write` releases it once the file is written.
+/// While documents are pushed: 4 bytes per token plus 8 per document. During `build`: about
+/// 6.5 bytes per token at the peak for alphabets under 65,536 distinct ids (16-bit text, 32-bit
+/// suffix array that the BWT then overwrites in place, samples), about 10.5 above, plus
+/// `libsais`'s working memory and a fixed few MB; see the crate docs, "Memory usage".
 pub struct FmIndexBuilder {
     separator: TokenId,
     sample_rate: u32,

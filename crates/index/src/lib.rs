@@ -82,12 +82,20 @@
 //!
 //! # Memory usage
 //!
-//! Building: while documents are pushed, 4 bytes per token; during [`FmIndexBuilder::build`]
-//! the peak adds a 16-bit copy of the text (2 bytes/token, alphabets under 65,536 ids; 4
-//! otherwise), the 32-bit suffix array (4) and the BWT (2 or 4), about 10 bytes per token in
-//! all for SmolLM2-sized vocabularies (measured: `BENCHMARKS-index.md`). Querying: the index
-//! itself, memory-mapped (pages are loaded as queries touch them), plus nothing per query:
-//! [`FmIndex::continuations_into`] fills a caller's buffer.
+//! Building: while documents are pushed, 4 bytes per token (in 64 MiB chunks, no `Vec`
+//! doubling). During [`FmIndexBuilder::build`] the chunks are converted to a 16-bit text
+//! (2 bytes/token; 4 for alphabets of 65,536 ids or more) and freed, the 32-bit suffix array
+//! (4) is built and then overwritten in place by the BWT, and the wavelet matrix is built from
+//! the BWT and one scratch copy: about 6.5 bytes per token at the peak, plus `libsais`'s
+//! working memory and a fixed few MB. Measured (`BENCHMARKS.md`): 7.8 bytes/token on a
+//! 20M-token stream, 12.3 on SciFact's 1.4M tokens where the fixed part weighs more.
+//! [`FmIndexBuilder::build`] also holds the finished index (about 2.4-2.6 bytes/token);
+//! [`FmIndexBuilder::write`] frees it once written.
+//!
+//! Querying: the index itself (memory-mapped, pages loaded as queries touch them; or a
+//! 64-byte-aligned copy with [`FmIndex::from_bytes`]), and nothing per query:
+//! [`FmIndex::continuations_into`] fills a caller's buffer, and `extend`, `count` and `locate`
+//! never allocate.
 //!
 //! # Quirks (of SEAL's reference code, decided here)
 //!
