@@ -520,6 +520,33 @@ fn scan_suffix_array<S: Copy + Into<u32>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Progress arrives stage by stage, each stage ending with `done == total`.
+    #[test]
+    fn progress_reports_every_stage_in_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let mut b = FmIndexBuilder::new(0).on_progress(move |p| sink.lock().unwrap().push(p));
+        b.push_document(&[1, 2, 3]).unwrap();
+        b.push_document(&[3, 2]).unwrap();
+        let dir = std::env::temp_dir().join(format!("seal-progress-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        b.write(&dir.join("i.fm")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let seen = seen.lock().unwrap();
+        let stages: Vec<BuildStage> = seen.iter().map(|p| p.stage).collect();
+        let mut order = stages.clone();
+        order.dedup();
+        use BuildStage::*;
+        assert_eq!(order, vec![Alphabet, SuffixArray, Bwt, WaveletMatrix, Writing]);
+        for stage in order {
+            let last = seen.iter().rev().find(|p| p.stage == stage).unwrap();
+            assert_eq!(last.done, last.total, "{stage:?} did not finish");
+        }
+        // 5 internal symbols (sentinel, separator, 3 tokens) need 3 levels.
+        assert_eq!(stages.iter().filter(|&&s| s == WaveletMatrix).count(), 1 + 3);
+    }
 
     /// Text split over many chunks builds the same bytes as one chunk.
     #[test]
