@@ -69,7 +69,7 @@ impl<'a> WaveletMatrix<'a> {
         let depth = self.levels.len();
         let (mut a, mut b) = (start.min(self.len), end.min(self.len));
         for (l, (level, &zeros)) in self.levels.iter().zip(self.zeros).enumerate() {
-            let (ra, rb) = (level.rank1(a), level.rank1(b));
+            let (ra, rb) = level.rank1_pair(a, b);
             if (symbol >> (depth - 1 - l)) & 1 == 1 {
                 a = zeros as usize + ra;
                 b = zeros as usize + rb;
@@ -126,7 +126,7 @@ impl<'a> WaveletMatrix<'a> {
                 continue;
             }
             let level = &self.levels[l];
-            let (ra, rb) = (level.rank1(a), level.rank1(b));
+            let (ra, rb) = level.rank1_pair(a, b);
             if ra < rb {
                 let zeros = self.zeros[l] as usize;
                 stack[top] = (l + 1, zeros + ra, zeros + rb, (prefix << 1) | 1);
