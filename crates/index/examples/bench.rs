@@ -255,7 +255,19 @@ fn build_index(
     let base = proc_status("VmRSS:");
     let t = Instant::now();
     let cpu = process_cpu_ns();
-    let mut b = FmIndexBuilder::new(separator);
+    let verbose = std::env::var_os("BENCH_STAGE_RSS").is_some();
+    let mut b = FmIndexBuilder::new(separator).on_progress(move |p| {
+        if verbose {
+            eprintln!(
+                "  {:?} {}/{}: RSS {:.1} MB, peak {:.1} MB",
+                p.stage,
+                p.done,
+                p.total,
+                proc_status("VmRSS:") as f64 / 1e6,
+                proc_status("VmHWM:") as f64 / 1e6
+            );
+        }
+    });
     for d in docs {
         b.push_document(&d).expect("valid document");
     }
@@ -343,7 +355,9 @@ fn main() {
         })
         .collect();
     println!(
-        "\n## Query latency (µs; {} random n-grams from the corpus, fixed seed)\n",
+        "\n## Query latency (µs of thread CPU time, clock overhead of {} ns subtracted; {} random \
+         n-grams from the corpus, fixed seed)\n",
+        clock_overhead(),
         args.queries
     );
     println!("| operation | p50 | p99 | mean | notes |\n|---|---|---|---|---|");

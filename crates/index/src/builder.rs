@@ -19,8 +19,10 @@ use crate::{DocId, TokenId};
 /// only synthetic or very large vocabularies) in a set.
 const SMALL_ID_LIMIT: u32 = 1 << 24;
 
-/// Tokens per chunk of the pushed text (4 MiB).
-const TEXT_CHUNK: usize = 1 << 20;
+/// Tokens per chunk of the pushed text (64 MiB). Above glibc's largest mmap threshold
+/// (32 MiB), so every full chunk is its own mapping and returns to the OS when it is freed
+/// during the build; smaller chunks would stay resident as free heap and raise the peak.
+const TEXT_CHUNK: usize = 1 << 24;
 
 /// A stage of [`FmIndexBuilder::build`], reported through [`FmIndexBuilder::on_progress`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,12 +57,10 @@ type ProgressFn = Box<dyn FnMut(BuildProgress) + Send>;
 ///
 /// # Memory usage
 ///
-/// While documents are pushed: 4 bytes per token plus 8 per document. During `build`, for
-/// alphabets under 65,536 distinct ids, the peak is about 8.3 bytes per token on top of
-/// nothing else (16-bit text 2, suffix array 4, BWT 2, samples 0.25; the pushed 32-bit text
-/// is released after conversion) and then about 6 while the wavelet matrix is built; for
-/// larger alphabets about 12.3 (32-bit text and BWT). `build` returns the finished index in
-/// memory (about 2-3 bytes per token); `write` releases it once the file is written.
+/// While documents are pushed: 4 bytes per token plus 8 per document. During `build`: about
+/// 6.5 bytes per token at the peak for alphabets under 65,536 distinct ids (16-bit text, 32-bit
+/// suffix array that the BWT then overwrites in place, samples), about 10.5 above, plus
+/// `libsais`'s working memory and a fixed few MB; see the crate docs, "Memory usage".
 pub struct FmIndexBuilder {
     separator: TokenId,
     sample_rate: u32,
@@ -321,8 +321,14 @@ impl FmIndexBuilder {
         let rows = num_tokens + 1;
         let wm = WaveletMatrix::from_words(&zeros, &level_words, rows)
             .ok_or_else(|| Error::Construction { detail: "wavelet matrix size mismatch".into() })?;
-        let lf_offsets: Vec<u64> =
-            (0..sigma).map(|c| counts[c].wrapping_sub(wm.map_down(c as u32, 0) as u64)).collect();
+        let symbol_counts = pack_ints(
+            (0..=sigma).flat_map(|c| {
+                let base = if c < sigma { Some(wm.map_down(c as u32, 0) as u64) } else { None };
+                std::iter::once(counts[c]).chain(base)
+            }),
+            2 * sigma + 1,
+            bits_for(rows as u64),
+        );
 
         let sample_width = bits_for(num_tokens as u64);
         let num_samples = scan.samples.len();
@@ -348,8 +354,7 @@ impl FmIndexBuilder {
             &header,
             [
                 &symbol_words,
-                &counts,
-                &lf_offsets,
+                &symbol_counts,
                 &zeros,
                 &level_words,
                 &marks,
@@ -515,6 +520,33 @@ fn scan_suffix_array<S: Copy + Into<u32>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Progress arrives stage by stage, each stage ending with `done == total`.
+    #[test]
+    fn progress_reports_every_stage_in_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let mut b = FmIndexBuilder::new(0).on_progress(move |p| sink.lock().unwrap().push(p));
+        b.push_document(&[1, 2, 3]).unwrap();
+        b.push_document(&[3, 2]).unwrap();
+        let dir = std::env::temp_dir().join(format!("seal-progress-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        b.write(&dir.join("i.fm")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let seen = seen.lock().unwrap();
+        let stages: Vec<BuildStage> = seen.iter().map(|p| p.stage).collect();
+        let mut order = stages.clone();
+        order.dedup();
+        use BuildStage::*;
+        assert_eq!(order, vec![Alphabet, SuffixArray, Bwt, WaveletMatrix, Writing]);
+        for stage in order {
+            let last = seen.iter().rev().find(|p| p.stage == stage).unwrap();
+            assert_eq!(last.done, last.total, "{stage:?} did not finish");
+        }
+        // 5 internal symbols (sentinel, separator, 3 tokens) need 3 levels.
+        assert_eq!(stages.iter().filter(|&&s| s == WaveletMatrix).count(), 1 + 3);
+    }
 
     /// Text split over many chunks builds the same bytes as one chunk.
     #[test]

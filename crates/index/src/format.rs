@@ -32,7 +32,7 @@ const W_FIELDS: usize = 4;
 const NUM_FIELDS: usize = 9;
 const W_TABLE: usize = W_FIELDS + NUM_FIELDS;
 /// Number of sections in format version 1.
-pub(crate) const NUM_SECTIONS: usize = 9;
+pub(crate) const NUM_SECTIONS: usize = 8;
 /// Words before the first section (the header and table, padded to a cache line).
 pub(crate) const HEADER_WORDS: usize = (W_TABLE + 2 * NUM_SECTIONS).div_ceil(8) * 8;
 
@@ -42,10 +42,11 @@ pub(crate) const HEADER_WORDS: usize = (W_TABLE + 2 * NUM_SECTIONS).div_ceil(8) 
 pub(crate) enum Section {
     /// Original token id of every internal symbol `1..sigma` (u32, strictly increasing).
     Symbols,
-    /// `C[c]`: number of BWT symbols smaller than `c`, for `c` in `0..=sigma`.
-    Counts,
-    /// `C[c] - map_down(c, 0)` as a wrapping `u64`: turns a wavelet-matrix position into a row.
-    LfOffsets,
+    /// Bit-packed (width `bits_for(rows)`), interleaved: `C[0], B[0], C[1], B[1], ..,
+    /// C[sigma]`, where `C[c]` counts the BWT symbols smaller than `c` and `B[c]` is where the
+    /// wavelet matrix's bottom level puts symbol `c`'s first occurrence (`map_down(c, 0)`);
+    /// `C[c] + i - B[c]` turns a bottom-level position `i` of `c` into a row.
+    SymbolCounts,
     /// Zero count of every wavelet-matrix level.
     WaveletZeros,
     /// The wavelet-matrix levels (rank bit vectors), concatenated.
@@ -63,8 +64,7 @@ pub(crate) enum Section {
 /// Human-readable section names, for size reports.
 pub(crate) const SECTION_NAMES: [&str; NUM_SECTIONS] = [
     "symbols",
-    "counts",
-    "lf_offsets",
+    "symbol_counts",
     "wavelet_zeros",
     "wavelet_levels (BWT)",
     "sample_marks",
@@ -106,8 +106,7 @@ impl Header {
         }
         Some([
             (sigma - 1).div_ceil(2),
-            sigma + 1,
-            sigma,
+            packed_words(2 * sigma + 1, bits_for(n as u64)),
             levels,
             levels.checked_mul(rank_bits_words(n))?,
             rank_bits_words(n),
@@ -230,8 +229,7 @@ pub(crate) fn reseal(bytes: &mut [u8]) {
 pub(crate) struct Parts<'a> {
     pub header: Header,
     pub symbols: &'a [u32],
-    pub counts: &'a [u64],
-    pub lf_offsets: &'a [u64],
+    pub symbol_counts: PackedInts<'a>,
     pub wavelet: WaveletMatrix<'a>,
     pub marks: RankBits<'a>,
     pub samples: PackedInts<'a>,
@@ -339,11 +337,17 @@ pub(crate) fn parse(words: &[u64]) -> Result<Parts<'_>> {
     if symbols.binary_search(&(header.separator as u32)).is_err() {
         return Err(Error::corrupt("the separator is not in the symbol table"));
     }
-    let counts = sections[Section::Counts as usize];
-    if counts[0] != 0
-        || counts[1] != 1
-        || counts[sigma] != n as u64
-        || counts.windows(2).any(|w| w[0] >= w[1])
+    let symbol_counts = PackedInts::from_words(
+        sections[Section::SymbolCounts as usize],
+        bits_for(n as u64),
+        2 * sigma + 1,
+    )
+    .ok_or_else(|| Error::corrupt("the symbol counts have the wrong size"))?;
+    let count_before = |c: usize| symbol_counts.get(2 * c);
+    if count_before(0) != 0
+        || count_before(1) != 1
+        || count_before(sigma) != n as u64
+        || (1..=sigma).any(|c| count_before(c - 1) >= count_before(c))
     {
         return Err(Error::corrupt("the symbol counts are inconsistent"));
     }
@@ -377,8 +381,7 @@ pub(crate) fn parse(words: &[u64]) -> Result<Parts<'_>> {
     Ok(Parts {
         header,
         symbols,
-        counts,
-        lf_offsets: sections[Section::LfOffsets as usize],
+        symbol_counts,
         wavelet,
         marks,
         samples,
@@ -390,6 +393,10 @@ pub(crate) fn parse(words: &[u64]) -> Result<Parts<'_>> {
 
 fn check_header(h: &Header) -> Result<()> {
     let bad = |what: &str| Err(Error::corrupt(format!("impossible header: {what}")));
+    // Bound the sizes first, so no arithmetic below (or in queries) can overflow.
+    if h.num_tokens >= (1u64 << 56) || h.num_docs >= (1u64 << 56) {
+        return bad("text too long");
+    }
     if h.num_docs == 0 || h.num_tokens < h.num_docs + 2 {
         return bad("too few documents or tokens");
     }
@@ -407,9 +414,6 @@ fn check_header(h: &Header) -> Result<()> {
     }
     if h.separator > u32::MAX as u64 {
         return bad("separator is not a u32");
-    }
-    if h.num_tokens >= (1u64 << 56) {
-        return bad("text too long");
     }
     Ok(())
 }

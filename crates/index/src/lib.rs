@@ -55,7 +55,7 @@
 //! | part | what | size |
 //! |---|---|---|
 //! | wavelet matrix | the BWT, one plain bit vector with a rank directory per level | `⌈log2 σ⌉ · 1.03` bits/token |
-//! | counts, LF offsets, symbols | `C[c]`, the per-symbol offset that turns a wavelet position into a row, the id of each symbol | 20 bytes per distinct token |
+//! | symbols, symbol counts | the id of each internal symbol; `C[c]` and where the wavelet matrix's bottom level puts symbol `c`, bit-packed | `4 + 2 · ⌈log2 N⌉ / 8` bytes per distinct token |
 //! | sample marks + samples | which rows have their suffix-array value stored (text positions divisible by the sample rate), and those values | `1.03 + ⌈log2 N⌉ / rate` bits/token |
 //! | document starts + anchors | each document's separator position, and the row of that position | 16 bytes per document |
 //!
@@ -76,18 +76,26 @@
 //! the header, the symbol table's order, the counts, the rank directories of every bit vector
 //! and the document table. A truncated, damaged or foreign file is an [`Error`] that says to
 //! rebuild the index, never a panic. Values that only a full reconstruction could verify (the
-//! sampled positions, the LF offsets) are clamped where they are used, so even a forged file
+//! sampled positions, the bottom-level offsets) are clamped where they are used, so even a forged file
 //! with a valid checksum gives wrong answers rather than a crash. [`FmIndexBuilder::write`]
 //! writes to a temporary file, syncs it and renames it into place.
 //!
 //! # Memory usage
 //!
-//! Building: while documents are pushed, 4 bytes per token; during [`FmIndexBuilder::build`]
-//! the peak adds a 16-bit copy of the text (2 bytes/token, alphabets under 65,536 ids; 4
-//! otherwise), the 32-bit suffix array (4) and the BWT (2 or 4), about 10 bytes per token in
-//! all for SmolLM2-sized vocabularies (measured: `BENCHMARKS-index.md`). Querying: the index
-//! itself, memory-mapped (pages are loaded as queries touch them), plus nothing per query:
-//! [`FmIndex::continuations_into`] fills a caller's buffer.
+//! Building: while documents are pushed, 4 bytes per token (in 64 MiB chunks, no `Vec`
+//! doubling). During [`FmIndexBuilder::build`] the chunks are converted to a 16-bit text
+//! (2 bytes/token; 4 for alphabets of 65,536 ids or more) and freed, the 32-bit suffix array
+//! (4) is built and then overwritten in place by the BWT, and the wavelet matrix is built from
+//! the BWT and one scratch copy: about 6.5 bytes per token at the peak, plus `libsais`'s
+//! working memory and a fixed few MB. Measured (`BENCHMARKS.md`): 7.8 bytes/token on a
+//! 20M-token stream, 12.3 on SciFact's 1.4M tokens where the fixed part weighs more.
+//! [`FmIndexBuilder::build`] also holds the finished index (about 2.4-2.6 bytes/token);
+//! [`FmIndexBuilder::write`] frees it once written.
+//!
+//! Querying: the index itself (memory-mapped, pages loaded as queries touch them; or a
+//! 64-byte-aligned copy with [`FmIndex::from_bytes`]), and nothing per query:
+//! [`FmIndex::continuations_into`] fills a caller's buffer, and `extend`, `count` and `locate`
+//! never allocate.
 //!
 //! # Quirks (of SEAL's reference code, decided here)
 //!

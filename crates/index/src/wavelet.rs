@@ -64,12 +64,12 @@ impl<'a> WaveletMatrix<'a> {
     }
 
     /// Maps both ends of a half-open range down through the bits of `symbol` at once.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn map_range_down(&self, symbol: u32, start: usize, end: usize) -> (usize, usize) {
         let depth = self.levels.len();
         let (mut a, mut b) = (start.min(self.len), end.min(self.len));
         for (l, (level, &zeros)) in self.levels.iter().zip(self.zeros).enumerate() {
-            let (ra, rb) = (level.rank1(a), level.rank1(b));
+            let (ra, rb) = level.rank1_pair(a, b);
             if (symbol >> (depth - 1 - l)) & 1 == 1 {
                 a = zeros as usize + ra;
                 b = zeros as usize + rb;
@@ -83,7 +83,7 @@ impl<'a> WaveletMatrix<'a> {
 
     /// The symbol at `i` and its position at the bottom level (for the LF mapping).
     /// `i` must be `< len`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn access_and_map(&self, i: usize) -> (u32, usize) {
         let mut i = i.min(self.len.saturating_sub(1));
         let mut symbol = 0u32;
@@ -100,8 +100,9 @@ impl<'a> WaveletMatrix<'a> {
     }
 
     /// Calls `visit(symbol, count)` for every distinct symbol in `[start, end)`, in increasing
-    /// symbol order. O(k · levels) rank operations for k distinct symbols.
-    #[inline]
+    /// symbol order. O(k · levels) rank operations for k distinct symbols. Iterative (an
+    /// explicit stack of at most `levels + 1` entries) so that it inlines into its caller.
+    #[inline(always)]
     pub(crate) fn for_each_symbol(
         &self,
         start: usize,
@@ -109,31 +110,33 @@ impl<'a> WaveletMatrix<'a> {
         visit: &mut impl FnMut(u32, usize),
     ) {
         let (start, end) = (start.min(self.len), end.min(self.len));
-        if start < end {
-            self.descend(0, start, end, 0, visit);
-        }
-    }
-
-    fn descend(
-        &self,
-        l: usize,
-        a: usize,
-        b: usize,
-        prefix: u32,
-        visit: &mut impl FnMut(u32, usize),
-    ) {
-        let Some(level) = self.levels.get(l) else {
-            visit(prefix, b - a);
+        if start >= end {
             return;
-        };
-        let (ra, rb) = (level.rank1(a), level.rank1(b));
-        let (za, zb) = (a - ra, b - rb);
-        if za < zb {
-            self.descend(l + 1, za, zb, prefix << 1, visit);
         }
-        if ra < rb {
-            let zeros = self.zeros[l] as usize;
-            self.descend(l + 1, zeros + ra, zeros + rb, (prefix << 1) | 1, visit);
+        let depth = self.levels.len();
+        // (level, start, end, symbol prefix); zeros are pushed last so they pop first.
+        let mut stack = [(0usize, 0usize, 0usize, 0u32); 66];
+        stack[0] = (0, start, end, 0);
+        let mut top = 1;
+        while top > 0 {
+            top -= 1;
+            let (l, a, b, prefix) = stack[top];
+            if l >= depth {
+                visit(prefix, b - a);
+                continue;
+            }
+            let level = &self.levels[l];
+            let (ra, rb) = level.rank1_pair(a, b);
+            if ra < rb {
+                let zeros = self.zeros[l] as usize;
+                stack[top] = (l + 1, zeros + ra, zeros + rb, (prefix << 1) | 1);
+                top += 1;
+            }
+            let (za, zb) = (a - ra, b - rb);
+            if za < zb {
+                stack[top] = (l + 1, za, zb, prefix << 1);
+                top += 1;
+            }
         }
     }
 }

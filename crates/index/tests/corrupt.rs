@@ -153,3 +153,16 @@ fn slow_locate_huge_sample_rate() {
         }
     }
 }
+
+/// Found by fuzzing: a forged header with `num_docs` near `u64::MAX` overflowed
+/// `num_docs + 2` in the header check (a panic in debug builds). Sizes are now bounded first.
+#[test]
+fn overflow_num_docs() {
+    let data = include_bytes!("fuzz_regressions/overflow_num_docs.bin");
+    let mut bytes = data[1..].to_vec();
+    if data[0] & 1 == 1 {
+        seal_index::__private::reseal(&mut bytes);
+    }
+    let err = FmIndex::from_bytes(bytes).unwrap_err().to_string();
+    assert!(err.contains("rebuild the index"), "{err}");
+}

@@ -322,3 +322,93 @@ fn rejects_bad_input() {
     b.push_document(&[1]).unwrap();
     assert!(b.build().is_err(), "sample rate 0");
 }
+
+/// Every substring of length 1..=4 of the forward stream, plus the usual extras.
+fn all_ngrams(naive: &Naive) -> Vec<Vec<TokenId>> {
+    let forward = naive.forward();
+    let picks: Vec<(usize, usize)> =
+        (0..forward.len()).flat_map(|s| (1..=4).map(move |l| (s, l))).collect();
+    ngrams_for(naive, &picks, &[vec![0, 1], vec![2, 2, 2]])
+}
+
+fn check_named(docs: &[Vec<TokenId>], sep: TokenId) {
+    let naive = Naive::new(docs, sep);
+    for rate in [1, 2, 32] {
+        let index = build(docs, sep, rate);
+        check(&index, &naive, &all_ngrams(&naive)).unwrap();
+    }
+}
+
+#[test]
+fn empty_first_middle_and_last_documents() {
+    check_named(&[vec![], vec![5, 6], vec![], vec![6, 5, 6], vec![]], 1);
+}
+
+#[test]
+fn one_token_documents() {
+    check_named(&[vec![7], vec![7], vec![8], vec![7]], 3);
+}
+
+#[test]
+fn single_document() {
+    check_named(&[vec![4, 5, 6, 4, 5]], 0);
+}
+
+#[test]
+fn repeated_token_runs() {
+    check_named(&[vec![9; 12], vec![9, 9, 8, 9, 9], vec![8; 5]], 2);
+}
+
+#[test]
+fn separator_is_the_largest_id() {
+    check_named(&[vec![0, 1, 2], vec![2, 1, 0, 0]], u32::MAX);
+}
+
+#[test]
+fn large_and_sparse_ids() {
+    check_named(
+        &[
+            vec![1 << 20, (1 << 31) - 1, u32::MAX - 1],
+            vec![u32::MAX - 1, 1 << 20],
+            vec![1 << 24, 0],
+        ],
+        262_143,
+    );
+}
+
+/// The forward pattern `SEP T1 .. Tm DELIM` finds every document's complete title, the last
+/// one included (SEAL loses the last one; the trailing separator fixes that).
+#[test]
+fn every_title_is_reachable_through_the_boundary() {
+    const SEP: TokenId = 0;
+    const DELIM: TokenId = 99;
+    let docs = vec![
+        vec![10, 11, DELIM, 20, 21],
+        vec![12, DELIM, 22],
+        vec![10, 11, DELIM, 23],
+        vec![13, 14, 15, DELIM, 24, 25, 26],
+    ];
+    let index = build(&docs, SEP, 32);
+    for (d, doc) in docs.iter().enumerate() {
+        let end = doc.iter().position(|&t| t == DELIM).unwrap();
+        let mut title = vec![SEP];
+        title.extend_from_slice(&doc[..=end]);
+        let expected = docs.iter().filter(|o| o.starts_with(&doc[..=end])).count() as u64;
+        assert_eq!(index.count(&title), expected, "title of document {d}");
+        let hits: Vec<(u32, usize)> = index.occurrences(index.range(&title), title.len()).collect();
+        assert!(hits.contains(&(d as u32, 0)), "document {d} not among {hits:?}");
+    }
+}
+
+/// Unigram ranges are exact (SEAL's first backward step is one row short): the separator's
+/// count includes the trailing separator, whose BWT row is the sentinel's.
+#[test]
+fn unigram_counts_include_the_trailing_separator() {
+    let docs = vec![vec![1, 2], vec![2, 3]];
+    let index = build(&docs, 0, 32);
+    assert_eq!(index.count(&[0]), 3);
+    assert_eq!(index.count(&[2]), 2);
+    let all: u64 = index.continuations(index.full_range()).iter().map(|c| c.1).sum();
+    assert_eq!(all, index.num_tokens() as u64);
+    assert_eq!(index.continuations(index.range(&[0])), vec![(1, 1), (2, 1)]);
+}

@@ -5,8 +5,15 @@
 //! fuzzer also reaches the structural checks behind the checksum.
 //!
 //! ```text
-//! cd crates/index/fuzz && cargo +nightly fuzz run open_bytes corpus/open_bytes -- -max_total_time=600
+//! cd crates/index/fuzz
+//! mkdir -p corpus/open_bytes   # seeds: the golden index, as is and with reseal requested
+//! (printf '\x00'; cat ../../../testdata/index/golden_v1.fm) > corpus/open_bytes/golden
+//! (printf '\x01'; cat ../../../testdata/index/golden_v1.fm) > corpus/open_bytes/golden_resealed
+//! cargo +nightly fuzz run open_bytes corpus/open_bytes -- -max_total_time=600
 //! ```
+//!
+//! Crashes go to `artifacts/`; copy each into `tests/fuzz_regressions/` (run by
+//! `tests/corrupt.rs`) and add a named test that says what it found.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
