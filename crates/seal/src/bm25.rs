@@ -64,13 +64,14 @@ pub struct Bm25Params {
     /// Length normalisation.
     pub b: f64,
     /// Use tantivy's one-byte field norms for `|d|` (as Lucene does with its own one-byte norms)
-    /// instead of the exact number of terms.
+    /// instead of the exact number of terms. Default: true (SciFact train nDCG@10 0.6966
+    /// against 0.6961 with exact lengths: a wash; chosen for fidelity to Lucene).
     pub quantized_lengths: bool,
 }
 
 impl Default for Bm25Params {
     fn default() -> Self {
-        Bm25Params { k1: 0.9, b: 0.4, quantized_lengths: false }
+        Bm25Params { k1: 0.9, b: 0.4, quantized_lengths: true }
     }
 }
 

@@ -80,9 +80,10 @@ pub struct EvalArgs {
     /// BM25 b.
     #[arg(long, default_value_t = 0.4)]
     b: f64,
-    /// BM25 with one-byte quantised document lengths (as Lucene stores them).
+    /// BM25 with exact document lengths instead of one-byte quantised ones (Lucene's way, the
+    /// default).
     #[arg(long)]
-    bm25_quantized_lengths: bool,
+    bm25_exact_lengths: bool,
     /// Hybrid fusion method.
     #[arg(long, value_enum, default_value_t = Fusion::Rrf)]
     fusion: Fusion,
@@ -147,7 +148,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         evaluate_run(&dataset, run, &name)
     } else {
         let params =
-            Bm25Params { k1: args.k1, b: args.b, quantized_lengths: args.bm25_quantized_lengths };
+            Bm25Params { k1: args.k1, b: args.b, quantized_lengths: !args.bm25_exact_lengths };
         match args.system {
             System::Bm25 => {
                 let bm25 = bm25_index(&dataset, args.bm25_index.as_deref())?.with_params(params);
