@@ -656,4 +656,70 @@ mod tests {
         assert_eq!(Bm25Index::open(&dir.join("nothing")).err().unwrap().kind(), ErrorKind::Index);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// The slow, obviously correct twin: BM25 straight from the analysed documents.
+    fn naive_bm25(docs: &[Vec<String>], query: &[String], k1: f64, b: f64) -> Vec<f64> {
+        let n = docs.len() as f64;
+        let average = docs.iter().map(Vec::len).sum::<usize>() as f64 / n;
+        let mut counts: HashMap<&String, u32> = HashMap::new();
+        for term in query {
+            *counts.entry(term).or_default() += 1;
+        }
+        docs.iter()
+            .map(|doc| {
+                counts
+                    .iter()
+                    .map(|(term, count)| {
+                        let df = docs.iter().filter(|d| d.contains(term)).count() as f64;
+                        let tf = doc.iter().filter(|t| t == term).count() as f64;
+                        if tf == 0.0 {
+                            return 0.0;
+                        }
+                        let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                        let norm = k1 * (1.0 - b + b * doc.len() as f64 / average);
+                        f64::from(*count) * idf * tf / (tf + norm)
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn search_equals_the_naive_formula(
+            docs in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![
+                    "apple", "banana", "cherry", "date", "elder", "fig", "grape", "the",
+                ]), 0..12),
+                1..30,
+            ),
+            query in proptest::collection::vec(proptest::sample::select(vec![
+                "apple", "banana", "cherry", "fig", "kiwi", "the",
+            ]), 0..5),
+            k in 1usize..40,
+        ) {
+            let texts: Vec<String> = docs.iter().map(|words| words.join(" ")).collect();
+            let passages = texts.iter().enumerate()
+                .map(|(i, text)| Ok(Passage::new(format!("p{i}"), "", text.clone())));
+            let exact = Bm25Params { k1: 0.9, b: 0.4, quantized_lengths: false };
+            let index = Bm25Index::build(passages, "").unwrap().with_params(exact);
+            let analysed: Vec<Vec<String>> = texts.iter().map(|t| analyze(t)).collect();
+            let query_text = query.join(" ");
+            let expected = naive_bm25(&analysed, &analyze(&query_text), 0.9, 0.4);
+            let mut ranking: Vec<(usize, f64)> =
+                expected.iter().copied().enumerate().filter(|(_, s)| *s > 0.0).collect();
+            ranking.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            ranking.truncate(k);
+            let got = index.search(&query_text, k).unwrap();
+            proptest::prop_assert_eq!(got.len(), ranking.len());
+            for ((id, score), (want_doc, want)) in got.iter().zip(&ranking) {
+                proptest::prop_assert!((score - want).abs() < 1e-9, "{} vs {}", score, want);
+                // Equal scores may come in either order only if they are equal to rounding.
+                if id != &format!("p{want_doc}") {
+                    proptest::prop_assert!((expected[id[1..].parse::<usize>().unwrap()] - want).abs() < 1e-9);
+                }
+            }
+        }
+    }
 }
