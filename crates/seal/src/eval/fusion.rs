@@ -261,4 +261,31 @@ mod tests {
         close(&fused["q1"], &[("x", 1.0 / 61.0)]);
         close(&fused["q2"], &[("z", 1.0 / 61.0)]);
     }
+
+    struct Fixed(&'static str, Vec<(String, Score)>);
+
+    impl crate::eval::Retriever for Fixed {
+        fn name(&self) -> &str {
+            self.0
+        }
+
+        fn retrieve(&self, _query: &str, k: usize) -> crate::Result<Vec<(String, Score)>> {
+            Ok(self.1.iter().take(k).cloned().collect())
+        }
+    }
+
+    #[test]
+    fn hybrid_retriever_fuses_both_and_truncates_to_k() {
+        use crate::eval::Retriever;
+        let hybrid = Hybrid {
+            first: Fixed("a", list(&[("x", 9.0), ("y", 5.0), ("z", 1.0)])),
+            second: Fixed("b", list(&[("y", 0.3), ("w", 0.2)])),
+            method: FusionMethod::ReciprocalRank { k: 60.0 },
+            depth: 10,
+            name: "hybrid".into(),
+        };
+        assert_eq!(hybrid.name(), "hybrid");
+        let fused = hybrid.retrieve("q", 2).unwrap();
+        close(&fused, &[("y", 1.0 / 62.0 + 1.0 / 61.0), ("x", 1.0 / 61.0)]);
+    }
 }

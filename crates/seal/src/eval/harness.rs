@@ -131,7 +131,8 @@ pub fn evaluate(
 }
 
 /// Measures an existing run (e.g. a fusion of two runs) on `dataset`'s evaluated queries; a
-/// query missing from the run scores 0 (trec_eval's `-c`).
+/// query missing from the run scores 0 (trec_eval's `-c`), queries that are not evaluated are
+/// dropped, and a passage listed twice for a query keeps only its best-scored entry.
 pub fn evaluate_run(dataset: &Dataset, mut run: Run, system: &str) -> EvalReport {
     run.retain(|query, _| dataset.qrels.contains_key(query));
     for query in dataset.qrels.keys() {
@@ -139,6 +140,9 @@ pub fn evaluate_run(dataset: &Dataset, mut run: Run, system: &str) -> EvalReport
     }
     for results in run.values_mut() {
         sort_like_trec_eval(results);
+        // trec_eval rejects a document listed twice for a query; keep its best entry.
+        let mut seen = std::collections::HashSet::new();
+        results.retain(|(id, _)| seen.insert(id.clone()));
     }
     let answer_tokens: HashMap<&str, Vec<String>> = if dataset.has_answers() {
         dataset
@@ -245,5 +249,45 @@ impl EvalReport {
             },
             "per_query": self.per_query,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::Passage;
+    use crate::eval::dataset::Query;
+
+    fn dataset() -> Dataset {
+        let judged = [("q1", "a")]
+            .iter()
+            .map(|(q, d)| (q.to_string(), [(d.to_string(), 1)].into_iter().collect()))
+            .collect();
+        Dataset {
+            name: "hand".into(),
+            dir: ".".into(),
+            split: "test".into(),
+            corpus: vec![Passage::new("a", "", "the answer is 42"), Passage::new("b", "", "no")],
+            corpus_files: vec![],
+            corpus_stats: Default::default(),
+            queries: vec![Query { id: "q1".into(), text: "?".into(), answers: vec!["42".into()] }],
+            qrels: judged,
+        }
+    }
+
+    #[test]
+    fn duplicates_and_unevaluated_queries_are_dropped_and_missing_ones_score_zero() {
+        let mut run = Run::new();
+        let entries = [("b", 3.0), ("b", 2.0), ("a", 1.0)];
+        run.insert("q1".into(), entries.iter().map(|(d, s)| (d.to_string(), *s)).collect());
+        run.insert("q9".into(), vec![("a".into(), 1.0)]);
+        let report = evaluate_run(&dataset(), run, "hand");
+        assert_eq!(report.run.len(), 1);
+        assert_eq!(report.run["q1"].len(), 2, "b once");
+        assert_eq!(report.mean["MRR@10"], 0.5, "a is second, not third");
+        assert_eq!((report.mean["answer@1"], report.mean["answer@5"]), (0.0, 1.0));
+        let empty = evaluate_run(&dataset(), Run::new(), "nothing");
+        assert_eq!(empty.mean["nDCG@10"], 0.0);
+        assert!(empty.run["q1"].is_empty());
     }
 }
