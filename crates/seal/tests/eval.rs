@@ -203,3 +203,53 @@ fn fusing_saved_runs_from_files() {
     assert_eq!(fused["mean"]["nDCG@10"], first["mean"]["nDCG@10"]);
     assert_eq!(fused["system"], "run+run");
 }
+
+/// Not a test of the code but a measurement over the shared datasets (skipped without them):
+/// how many passages the mojibake fix changes, with examples, and how fast the reader runs.
+/// `cargo test -p seal --test eval -- --ignored --nocapture shared_corpora`
+#[test]
+#[ignore = "reads /work/shared/datasets; a measurement for BENCHMARKS-eval.md"]
+fn shared_corpora_mojibake_and_read_speed() {
+    let root = Path::new("/work/shared/datasets");
+    let names = [
+        "scifact/corpus.jsonl",
+        "nq_gold_passages/corpus.jsonl",
+        "nq_gold_passages/distractors.jsonl",
+        "cranfield/corpus.jsonl",
+        "cisi/corpus.jsonl",
+    ];
+    for name in names {
+        let path = root.join(name);
+        if !path.exists() {
+            eprintln!("{} missing: skipped", path.display());
+            continue;
+        }
+        let mut changed = 0;
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            for field in ["title", "text"] {
+                let raw = value[field].as_str().unwrap_or("");
+                let fixed = seal::corpus::fix_mojibake(raw);
+                if fixed != raw {
+                    changed += 1;
+                    let at = raw.chars().zip(fixed.chars()).position(|(a, b)| a != b).unwrap_or(0);
+                    let before: String = raw.chars().skip(at.saturating_sub(15)).take(30).collect();
+                    let after: String =
+                        fixed.chars().skip(at.saturating_sub(15)).take(30).collect();
+                    eprintln!("  {name} {field}: {before:?} -> {after:?}");
+                }
+            }
+        }
+        let start = std::time::Instant::now();
+        let mut reader = read_corpus(&path, None, ReadOptions::default()).unwrap();
+        let passages = reader.by_ref().filter(|p| p.is_ok()).count();
+        let seconds = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {changed} fields changed by the mojibake fix; read and cleaned {passages} \
+             passages ({} empty skipped) in {seconds:.3} s ({:.1} MB/s)",
+            reader.stats().empty_passages,
+            text.len() as f64 / seconds / 1e6
+        );
+    }
+}
