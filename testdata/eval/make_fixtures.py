@@ -42,7 +42,7 @@ def ensure_reference_libraries():
     if not os.path.exists(python):
         subprocess.check_call([sys.executable, "-m", "venv", venv])
         subprocess.check_call([python, "-m", "pip", "install", "--quiet", *PINNED])
-    os.execv(python, [python, os.path.abspath(__file__), *sys.argv[1:]])
+    os.execv(python, [python, os.path.abspath(sys.argv[0]), *sys.argv[1:]])
 
 
 def make_run_and_qrels(rng):
