@@ -2,7 +2,10 @@
 //! ranks BEIR (k1 = 0.9, b = 0.4, title + text in one field, English stemming).
 //!
 //! Not for: SEAL scoring, phrase queries, incremental updates (the index is built once from a
-//! corpus; rebuild it when the corpus changes).
+//! corpus; rebuild it when the corpus changes), or very large corpora: a query accumulates scores
+//! in a dense array of one `f64` per passage and [`Bm25Index::open`] loads every passage id into
+//! memory, which suits evaluation sets (thousands to a few million passages), not the 21M-passage
+//! DPR split without changes.
 //!
 //! # How it is built
 //!
@@ -41,7 +44,7 @@ use tantivy::schema::{
 use tantivy::tokenizer::{
     Language, LowerCaser, Stemmer, StopWordFilter, TextAnalyzer, WhitespaceTokenizer,
 };
-use tantivy::{DocSet, Index, IndexReader, TantivyDocument, Term, TERMINATED};
+use tantivy::{DocSet, Index, IndexReader, ReloadPolicy, TantivyDocument, Term, TERMINATED};
 
 /// The version of the on-disk layout and analysis; an index with another version must be rebuilt.
 const FORMAT_VERSION: u32 = 1;
@@ -340,7 +343,12 @@ impl Bm25Index {
 
     fn from_index(index: Index, ram: Option<RamDirectory>, manifest: Bm25Manifest) -> Result<Self> {
         let (_, fields) = schema();
-        let reader = index.reader().map_err(|e| index_error("cannot open a reader", e))?;
+        // Built once, never changed: no reload thread watching the directory.
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| index_error("cannot open a reader", e))?;
         let searcher = reader.searcher();
         let mut segments = Vec::new();
         let (mut num_docs, mut total_terms) = (0u64, 0u64);
