@@ -1,10 +1,252 @@
-//! `seal eval`: placeholder until its issue lands.
+//! `seal eval`: evaluate a retrieval system (BM25, SEAL, or their fusion) on a BEIR-layout
+//! dataset; prints a metrics table and writes a TREC run file and per-query metrics (JSON).
 
-use clap::Args;
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use seal::bm25::{Bm25Index, Bm25Params};
+use seal::eval::dataset::LoadOptions;
+use seal::eval::fusion::{fuse_runs, FusionMethod, Hybrid, Normalization};
+use seal::eval::harness::evaluate_run;
+use seal::eval::run::{read_trec_run, write_trec_run};
+use seal::eval::{evaluate, Dataset, EvalOptions, EvalReport, QueryFilter, Retriever};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Which system to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum System {
+    /// BM25 (k1 = 0.9, b = 0.4, English stemming) over title + text.
+    Bm25,
+    /// SEAL: generated n-grams constrained by the FM-index.
+    Seal,
+    /// SEAL fused with BM25 (see --fusion).
+    Hybrid,
+}
+
+/// How a hybrid fuses its two rankings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fusion {
+    /// Reciprocal-rank fusion (--rrf-k).
+    Rrf,
+    /// Min-max normalised score interpolation (--weight).
+    Minmax,
+    /// z-score normalised score interpolation (--weight).
+    Zscore,
+}
 
 #[derive(Args, Debug)]
-pub struct EvalArgs {}
+pub struct EvalArgs {
+    /// The dataset folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
+    #[arg(long, value_name = "DIR")]
+    dataset: PathBuf,
+    /// Which qrels split to evaluate (never tune on `test`).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// The system to evaluate.
+    #[arg(long, value_enum, default_value_t = System::Bm25)]
+    system: System,
+    /// The SEAL index (for --system seal|hybrid).
+    #[arg(long, value_name = "DIR")]
+    index: Option<PathBuf>,
+    /// Where the BM25 index is kept: reused when it was built from the same corpus files, built
+    /// there when missing. Without it the index is built in memory.
+    #[arg(long, value_name = "DIR")]
+    bm25_index: Option<PathBuf>,
+    /// Where to write run.trec and metrics.json [default: seal-eval/<dataset>-<split>-<system>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the report (mean metrics, timings) as JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Evaluate only the first N queries (after --queries).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Evaluate only these queries: a range of numbered ids (`q0500-q2654`, `1-300`) or `@FILE`
+    /// with one id a line.
+    #[arg(long, value_name = "SPEC")]
+    queries: Option<String>,
+    /// Add the dataset's distractors.jsonl to the corpus.
+    #[arg(long)]
+    with_distractors: bool,
+    /// Skip unreadable corpus lines (counted) instead of stopping at the first.
+    #[arg(long)]
+    skip_bad_lines: bool,
+    /// Passages retrieved per query (MAP is measured over this depth).
+    #[arg(long, default_value_t = 1000)]
+    depth: usize,
+    /// BM25 k1.
+    #[arg(long, default_value_t = 0.9)]
+    k1: f64,
+    /// BM25 b.
+    #[arg(long, default_value_t = 0.4)]
+    b: f64,
+    /// BM25 with exact document lengths instead of one-byte quantised ones (Lucene's way, the
+    /// default).
+    #[arg(long)]
+    bm25_exact_lengths: bool,
+    /// Hybrid fusion method.
+    #[arg(long, value_enum, default_value_t = Fusion::Rrf)]
+    fusion: Fusion,
+    /// Reciprocal-rank fusion constant.
+    #[arg(long, default_value_t = 60.0)]
+    rrf_k: f64,
+    /// Interpolation weight of SEAL (BM25 gets 1 − weight).
+    #[arg(long, default_value_t = 0.5)]
+    weight: f64,
+    /// Evaluate existing TREC run files instead of retrieving: one file is measured as it is,
+    /// two are fused with --fusion (the first takes --weight).
+    #[arg(long, value_name = "RUN", num_args = 1..=2)]
+    from_runs: Vec<PathBuf>,
+}
 
-pub fn run(_args: EvalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`seal eval` is not implemented yet")
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let filter = args.queries.as_deref().map(QueryFilter::parse).transpose()?;
+    let load_options = LoadOptions {
+        with_distractors: args.with_distractors,
+        filter,
+        limit: args.limit,
+        skip_bad_lines: args.skip_bad_lines,
+    };
+    let dataset = Dataset::load(&args.dataset, &args.split, &load_options)
+        .with_context(|| format!("cannot load the dataset {}", args.dataset.display()))?;
+    if dataset.queries.is_empty() {
+        bail!("no query to evaluate: the split has no judged query that passes --queries/--limit");
+    }
+    let stats = dataset.corpus_stats;
+    eprintln!(
+        "{}: {} passages ({} empty skipped, {} bad lines skipped), {} queries ({})",
+        dataset.name,
+        dataset.corpus.len(),
+        stats.empty_passages,
+        stats.bad_lines,
+        dataset.queries.len(),
+        dataset.split
+    );
+    let method = match args.fusion {
+        Fusion::Rrf => FusionMethod::ReciprocalRank { k: args.rrf_k },
+        Fusion::Minmax => FusionMethod::Interpolation {
+            weight: args.weight,
+            normalization: Normalization::MinMax,
+        },
+        Fusion::Zscore => FusionMethod::Interpolation {
+            weight: args.weight,
+            normalization: Normalization::ZScore,
+        },
+    };
+    let options = EvalOptions { depth: args.depth, progress: true };
+
+    let report = if !args.from_runs.is_empty() {
+        let first = read_trec_run(&args.from_runs[0])?;
+        let (run, name) = match args.from_runs.get(1) {
+            None => (first, file_stem(&args.from_runs[0])),
+            Some(second) => {
+                let second_run = read_trec_run(second)?;
+                let name = format!("{}+{}", file_stem(&args.from_runs[0]), file_stem(second));
+                (fuse_runs(&first, &second_run, method, args.depth), name)
+            }
+        };
+        evaluate_run(&dataset, run, &name)
+    } else {
+        let params =
+            Bm25Params { k1: args.k1, b: args.b, quantized_lengths: !args.bm25_exact_lengths };
+        match args.system {
+            System::Bm25 => {
+                let bm25 = bm25_index(&dataset, args.bm25_index.as_deref())?.with_params(params);
+                evaluate(&dataset, &bm25, &options)?
+            }
+            System::Seal => {
+                let seal = seal_retriever(args.index.as_deref())?;
+                evaluate(&dataset, &seal, &options)?
+            }
+            System::Hybrid => {
+                let seal = seal_retriever(args.index.as_deref())?;
+                let bm25 = bm25_index(&dataset, args.bm25_index.as_deref())?.with_params(params);
+                let hybrid = Hybrid {
+                    first: seal,
+                    second: bm25,
+                    method,
+                    depth: args.depth,
+                    name: "hybrid".to_string(),
+                };
+                evaluate(&dataset, &hybrid, &options)?
+            }
+        }
+    };
+    write_outputs(&args, &report)?;
+    if args.json {
+        let mut json = report.to_json();
+        if let Some(object) = json.as_object_mut() {
+            object.remove("per_query");
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+/// The SEAL retriever. Not wired yet: the searcher is being integrated separately.
+fn seal_retriever(_index: Option<&Path>) -> anyhow::Result<Box<dyn Retriever>> {
+    bail!(
+        "the seal system is not wired yet: `seal eval` can evaluate --system bm25 now, or \
+         measure saved SEAL runs with --from-runs"
+    )
+}
+
+/// Opens the BM25 index in `dir` when it was built from this corpus, builds it there when the
+/// directory does not exist, or builds it in memory without `dir`.
+fn bm25_index(dataset: &Dataset, dir: Option<&Path>) -> anyhow::Result<Bm25Index> {
+    let fingerprint = dataset.corpus_fingerprint();
+    let passages = || dataset.corpus.iter().cloned().map(Ok);
+    let start = Instant::now();
+    let index = match dir {
+        None => Bm25Index::build(passages(), &fingerprint)?,
+        Some(dir) if dir.exists() => {
+            let manifest = Bm25Index::manifest_in(dir)?;
+            if manifest.corpus_fingerprint != fingerprint {
+                bail!(
+                    "the BM25 index in {} was built from other corpus files ({}); delete it or \
+                     choose another --bm25-index",
+                    dir.display(),
+                    manifest.corpus_fingerprint
+                );
+            }
+            let index = Bm25Index::open(dir)?;
+            eprintln!("bm25: opened {} ({} passages)", dir.display(), index.num_docs());
+            return Ok(index);
+        }
+        Some(dir) => Bm25Index::build_in(dir, passages(), &fingerprint)?,
+    };
+    eprintln!(
+        "bm25: indexed {} passages in {:.2} s{}",
+        index.num_docs(),
+        start.elapsed().as_secs_f64(),
+        dir.map(|d| format!(" into {}", d.display())).unwrap_or_default()
+    );
+    Ok(index)
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into())
+}
+
+fn write_outputs(args: &EvalArgs, report: &EvalReport) -> anyhow::Result<()> {
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => PathBuf::from("seal-eval").join(format!(
+            "{}-{}-{}{}",
+            report.dataset,
+            report.split,
+            report.system.replace('+', "_"),
+            if args.with_distractors { "-distractors" } else { "" }
+        )),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let run_path = out.join("run.trec");
+    write_trec_run(&run_path, &report.run, &report.system)?;
+    let metrics_path = out.join("metrics.json");
+    std::fs::write(&metrics_path, serde_json::to_string_pretty(&report.to_json())? + "\n")
+        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+    eprintln!("wrote {} and {}", run_path.display(), metrics_path.display());
+    Ok(())
 }

@@ -15,6 +15,8 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Obtain, list and inspect language models (GGUF files).
     Model(model::ModelArgs),
