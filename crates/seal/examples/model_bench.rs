@@ -47,8 +47,16 @@ fn main() {
         .find(|a| !a.starts_with("--"))
         .cloned()
         .or_else(|| std::env::var("SEAL_TEST_SMOLLM2").ok())
-        .expect("give the GGUF path as argument or set SEAL_TEST_SMOLLM2");
+        .unwrap_or_default();
     let runs = if quick { 3 } else { 7 };
+    if args.iter().any(|a| a == "--kernels") {
+        kernels(quick);
+        return;
+    }
+    if path.is_empty() {
+        eprintln!("give the GGUF path as argument or set SEAL_TEST_SMOLLM2");
+        std::process::exit(2);
+    }
     let threads = candle_core::utils::get_num_threads();
     println!("model {path}, threads (RAYON_NUM_THREADS) {threads}");
     let t = Instant::now();
@@ -125,6 +133,7 @@ fn kernels(quick: bool) {
         let w = Tensor::randn(0f32, 0.05, (rows, cols), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
         let ours = Matrix::from_qtensor(&q, true).unwrap();
+        let exact = Matrix::from_qtensor(&q, false).unwrap();
         let qmm = QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
         let dense = q.dequantize(&Device::Cpu).unwrap().t().unwrap().contiguous().unwrap();
         for m in [1usize, 5, 15, 48] {
@@ -139,6 +148,9 @@ fn kernels(quick: bool) {
                 }
                 ours.matmul_rows(&xq, &xv, m, 0..rows, &mut out, rows);
             });
+            let t_exact = time_ms(runs, || {
+                exact.matmul_rows(&[], &xv, m, 0..rows, &mut out, rows);
+            });
             let t_candle = time_ms(runs, || {
                 qmm.forward(&x).unwrap();
             });
@@ -146,7 +158,7 @@ fn kernels(quick: bool) {
                 x.matmul(&dense).unwrap();
             });
             println!(
-                "  {label} M={m:>2}: ours {t_ours:.2}  candle QMatMul {t_candle:.2}  candle f32 (dequantized) {t_f32:.2}"
+                "  {label} M={m:>2}: ours exact {t_exact:.2}  ours int8 {t_ours:.2}  candle QMatMul {t_candle:.2}  candle f32 (dequantized) {t_f32:.2}"
             );
         }
     }

@@ -62,6 +62,9 @@ pub struct Matrix {
     pub rows: usize,
     pub cols: usize,
     pub weights: Weights,
+    /// Products of the quantized kinds run on 8-bit activations (llama.cpp's arithmetic) instead
+    /// of f32 activations against exactly dequantized weights.
+    pub int8: bool,
 }
 
 /// IEEE half to f32 (ggml stores block scales as f16).
@@ -94,7 +97,7 @@ impl Matrix {
     /// their products run on 8-bit activations; everything else is dequantized to f32 (exact).
     pub fn from_qtensor(t: &QTensor, int8_activations: bool) -> candle_core::Result<Matrix> {
         let (rows, cols) = t.shape().dims2()?;
-        let quantizable = cols % BLOCK == 0 && int8_activations;
+        let quantizable = cols % BLOCK == 0;
         let weights = match t.dtype() {
             GgmlDType::Q4_1 if quantizable => {
                 let data = t.data()?;
@@ -127,7 +130,7 @@ impl Matrix {
                 Weights::F32(dense.flatten_all()?.to_vec1::<f32>()?)
             }
         };
-        Ok(Matrix { rows, cols, weights })
+        Ok(Matrix { rows, cols, weights, int8: int8_activations })
     }
 
     /// The rows of several matrices with the same column count stacked into one matrix (so that
@@ -143,6 +146,7 @@ impl Matrix {
             return Err(parts);
         }
         let rows = parts.iter().map(|p| p.rows).sum();
+        let int8 = parts[0].int8;
         let mut iter = parts.into_iter();
         let mut first = iter.next().expect("at least one part").weights;
         for part in iter {
@@ -159,7 +163,7 @@ impl Matrix {
                 _ => unreachable!("kinds checked above"),
             }
         }
-        Ok(Matrix { rows, cols, weights: first })
+        Ok(Matrix { rows, cols, weights: first, int8 })
     }
 
     /// Blocks per row (for the quantized kinds).
@@ -169,7 +173,7 @@ impl Matrix {
 
     /// Whether the product needs the activations quantized ([`quantize_row`]).
     pub fn wants_quantized_input(&self) -> bool {
-        !matches!(self.weights, Weights::F32(_))
+        self.int8 && !matches!(self.weights, Weights::F32(_))
     }
 
     /// Row `r` of the matrix in f32 (exact dequantization), written to `out`.
@@ -220,15 +224,14 @@ impl Matrix {
         // Chunks of 4 weight rows keep each chunk's weights in L1 while all inputs pass over them.
         let n_items = n_rows.div_ceil(4);
         let kernel = Kernel::detect();
+        let input = Input { xq, xf, n: n_inputs };
         candle_core::utils::barrier_pool().execute_chunked(n_items, |items| {
             let out_ptr = &out_ptr;
             let lo = first + items.start * 4;
             let hi = first + (items.end * 4).min(n_rows);
             // SAFETY: each weight row r writes only column r - first of each output row, and the
             // pool hands out disjoint item ranges.
-            unsafe {
-                self.matmul_range(kernel, xq, xf, n_inputs, lo..hi, first, out_ptr.0, out_stride)
-            }
+            unsafe { self.matmul_range(kernel, &input, lo..hi, first, out_ptr.0, out_stride) }
         });
     }
 
@@ -244,57 +247,106 @@ impl Matrix {
     ) {
         let kernel = Kernel::detect();
         let kb = self.cols / BLOCK;
+        let xf_row =
+            if xf.is_empty() { xf } else { &xf[input * self.cols..(input + 1) * self.cols] };
+        let xq_row = if xq.is_empty() { xq } else { &xq[input * kb..(input + 1) * kb] };
+        let one = Input { xq: xq_row, xf: xf_row, n: 1 };
         for (o, &id) in out.iter_mut().zip(ids) {
-            let r = id as usize;
-            *o = match &self.weights {
-                Weights::F32(w) => dot_f32(
-                    &w[r * self.cols..(r + 1) * self.cols],
-                    &xf[input * self.cols..(input + 1) * self.cols],
-                ),
-                _ => self.dot_quant(kernel, r, &xq[input * kb..(input + 1) * kb]),
+            // SAFETY: writes the one output `o`.
+            unsafe {
+                self.matmul_range(kernel, &one, id as usize..id as usize + 1, id as usize, o, 0)
             };
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Products of weight rows `rows` with every input, written to
+    /// `out[i * out_stride + (r - first)]`.
     unsafe fn matmul_range(
         &self,
         kernel: Kernel,
-        xq: &[ActBlock],
-        xf: &[f32],
-        n_inputs: usize,
+        input: &Input<'_>,
         rows: std::ops::Range<usize>,
         first: usize,
         out: *mut f32,
         out_stride: usize,
     ) {
         let kb = self.cols / BLOCK;
+        let cols = self.cols;
+        let n_inputs = input.n;
+        let (xq, xf) = (input.xq, input.xf);
         for r in rows {
-            let mut i = 0;
-            // Four inputs at a time share each unpacked weight block (same sums as one at a time).
-            #[cfg(target_arch = "x86_64")]
-            if kernel != Kernel::Scalar {
-                if let Weights::Q4_1 { scales, qs } = &self.weights {
-                    let (s, q) = (&scales[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb]);
-                    while i + 4 <= n_inputs {
-                        let x = &xq[i * kb..(i + 4) * kb];
-                        let v = x86::dot4_q4_1_avx2(s, q, x, kb);
-                        for (j, v) in v.into_iter().enumerate() {
-                            *out.add((i + j) * out_stride + (r - first)) = v;
-                        }
-                        i += 4;
+            let write = |i: usize, v: f32| *out.add(i * out_stride + (r - first)) = v;
+            match (&self.weights, self.int8) {
+                (Weights::F32(w), _) => {
+                    for i in 0..n_inputs {
+                        write(
+                            i,
+                            dot_f32(&w[r * cols..(r + 1) * cols], &xf[i * cols..(i + 1) * cols]),
+                        );
                     }
                 }
-            }
-            for i in i..n_inputs {
-                let v = match &self.weights {
-                    Weights::F32(w) => dot_f32(
-                        &w[r * self.cols..(r + 1) * self.cols],
-                        &xf[i * self.cols..(i + 1) * self.cols],
-                    ),
-                    _ => self.dot_quant(kernel, r, &xq[i * kb..(i + 1) * kb]),
-                };
-                *out.add(i * out_stride + (r - first)) = v;
+                (Weights::Q4_1 { scales, qs }, false) => {
+                    let (s, q) = (&scales[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb]);
+                    exact_rows(
+                        n_inputs,
+                        |i, n| {
+                            let x = &xf[i * cols..(i + n) * cols];
+                            match kernel {
+                                #[cfg(target_arch = "x86_64")]
+                                Kernel::Avx2 => x86::exact_q4_1_rows(s, q, x, n),
+                                _ => std::array::from_fn(|j| {
+                                    if j < n {
+                                        exact_q4_1_scalar(s, q, &x[j * cols..(j + 1) * cols])
+                                    } else {
+                                        0.0
+                                    }
+                                }),
+                            }
+                        },
+                        write,
+                    );
+                }
+                (Weights::Q8_0 { d, qs }, false) => {
+                    let (s, q) = (&d[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb]);
+                    exact_rows(
+                        n_inputs,
+                        |i, n| {
+                            let x = &xf[i * cols..(i + n) * cols];
+                            match kernel {
+                                #[cfg(target_arch = "x86_64")]
+                                Kernel::Avx2 => x86::exact_q8_0_rows(s, q, x, n),
+                                _ => std::array::from_fn(|j| {
+                                    if j < n {
+                                        exact_q8_0_scalar(s, q, &x[j * cols..(j + 1) * cols])
+                                    } else {
+                                        0.0
+                                    }
+                                }),
+                            }
+                        },
+                        write,
+                    );
+                }
+                (_, true) => {
+                    let mut i = 0;
+                    // Four inputs at a time share each unpacked weight block (same sums as one at a time).
+                    #[cfg(target_arch = "x86_64")]
+                    if kernel != Kernel::Scalar {
+                        if let Weights::Q4_1 { scales, qs } = &self.weights {
+                            let (s, q) = (&scales[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb]);
+                            while i + 4 <= n_inputs {
+                                let v = x86::dot4_q4_1_avx2(s, q, &xq[i * kb..(i + 4) * kb], kb);
+                                for (j, v) in v.into_iter().enumerate() {
+                                    write(i + j, v);
+                                }
+                                i += 4;
+                            }
+                        }
+                    }
+                    for i in i..n_inputs {
+                        write(i, self.dot_quant(kernel, r, &xq[i * kb..(i + 1) * kb]));
+                    }
+                }
             }
         }
     }
@@ -324,6 +376,56 @@ impl Matrix {
             Weights::F32(_) => unreachable!("f32 weights take the f32 path"),
         }
     }
+}
+
+/// The inputs of a product: quantized rows (`xq`, int8 mode) or f32 rows (`xf`).
+struct Input<'a> {
+    xq: &'a [ActBlock],
+    xf: &'a [f32],
+    n: usize,
+}
+
+/// Runs `kernel(first_input, count)` over the inputs in tiles of up to 4 (a tile shares each
+/// decoded weight block; every input's arithmetic is the same whatever its tile) and writes the
+/// results.
+#[inline(always)]
+fn exact_rows(n: usize, kernel: impl Fn(usize, usize) -> Vec4, mut write: impl FnMut(usize, f32)) {
+    let mut i = 0;
+    while i < n {
+        let count = (n - i).min(4);
+        let v = kernel(i, count);
+        for (j, &v) in v[..count].iter().enumerate() {
+            write(i + j, v);
+        }
+        i += count;
+    }
+}
+
+/// Up to four results (a fixed array, so the hot loop does not allocate).
+pub type Vec4 = [f32; 4];
+
+/// Portable exact `Q4_1` product: each weight dequantized as ggml does (`d·q + m` in f32).
+pub fn exact_q4_1_scalar(scales: &[[f32; 2]], qs: &[[u8; 16]], x: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for (b, (&[d, m], q)) in scales.iter().zip(qs).enumerate() {
+        let xb = &x[b * BLOCK..(b + 1) * BLOCK];
+        for j in 0..16 {
+            acc +=
+                ((q[j] & 0x0f) as f32 * d + m) * xb[j] + ((q[j] >> 4) as f32 * d + m) * xb[j + 16];
+        }
+    }
+    acc
+}
+
+/// Portable exact `Q8_0` product.
+pub fn exact_q8_0_scalar(d: &[f32], qs: &[[i8; BLOCK]], x: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for (b, (&d, q)) in d.iter().zip(qs).enumerate() {
+        let dot: f32 =
+            q.iter().zip(&x[b * BLOCK..(b + 1) * BLOCK]).map(|(&q, &v)| q as f32 * v).sum();
+        acc += d * dot;
+    }
+    acc
 }
 
 struct SendPtr(*mut f32);
@@ -502,6 +604,105 @@ mod x86 {
     }
 
     kernels!("avx2,fma", dot_u8i8_avx2, dot_q4_1_avx2, dot4_q4_1_avx2, dot_q8_0_avx2);
+
+    /// Exact `Q4_1` row against `n` (1..=4) consecutive f32 input rows: each weight block is
+    /// dequantized once (`q·d + m` with one f32 FMA, as exact as ggml's own dequantization) and
+    /// multiplied into every input. Per input, the operations and their order do not depend on `n`.
+    pub fn exact_q4_1_rows(
+        scales: &[[f32; 2]],
+        qs: &[[u8; 16]],
+        x: &[f32],
+        n: usize,
+    ) -> super::Vec4 {
+        // SAFETY: the caller checked AVX2 + FMA (Kernel::Avx2); lengths are asserted below.
+        unsafe {
+            match n {
+                1 => pad(exact_q4_1::<1>(scales, qs, x)),
+                2 => pad(exact_q4_1::<2>(scales, qs, x)),
+                3 => pad(exact_q4_1::<3>(scales, qs, x)),
+                _ => exact_q4_1::<4>(scales, qs, x),
+            }
+        }
+    }
+
+    /// Exact `Q8_0` row against `n` (1..=4) consecutive f32 input rows (`d·q` exact in f32).
+    pub fn exact_q8_0_rows(d: &[f32], qs: &[[i8; BLOCK]], x: &[f32], n: usize) -> super::Vec4 {
+        // SAFETY: as above.
+        unsafe {
+            match n {
+                1 => pad(exact_q8_0::<1>(d, qs, x)),
+                2 => pad(exact_q8_0::<2>(d, qs, x)),
+                3 => pad(exact_q8_0::<3>(d, qs, x)),
+                _ => exact_q8_0::<4>(d, qs, x),
+            }
+        }
+    }
+
+    fn pad<const N: usize>(v: [f32; N]) -> super::Vec4 {
+        std::array::from_fn(|j| if j < N { v[j] } else { 0.0 })
+    }
+
+    #[inline(always)]
+    unsafe fn fma_block<const N: usize>(
+        w: [__m256; 4],
+        x: *const f32,
+        cols: usize,
+        b: usize,
+        acc0: &mut [__m256; N],
+        acc1: &mut [__m256; N],
+    ) {
+        for j in 0..N {
+            let p = x.add(j * cols + b * BLOCK);
+            acc0[j] = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(p), acc0[j]);
+            acc1[j] = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(p.add(8)), acc1[j]);
+            acc0[j] = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(p.add(16)), acc0[j]);
+            acc1[j] = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(p.add(24)), acc1[j]);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exact_q4_1<const N: usize>(
+        scales: &[[f32; 2]],
+        qs: &[[u8; 16]],
+        x: &[f32],
+    ) -> [f32; N] {
+        let kb = qs.len();
+        let cols = kb * BLOCK;
+        assert!(scales.len() == kb && x.len() >= N * cols);
+        let mask = _mm_set1_epi8(0x0f);
+        let mut acc0 = [_mm256_setzero_ps(); N];
+        let mut acc1 = [_mm256_setzero_ps(); N];
+        for b in 0..kb {
+            let [d, m] = *scales.get_unchecked(b);
+            let q = _mm_loadu_si128(qs.get_unchecked(b).as_ptr() as *const __m128i);
+            let lo = _mm_and_si128(q, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+            let (dv, mv) = (_mm256_set1_ps(d), _mm256_set1_ps(m));
+            let f =
+                |v: __m128i| _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), dv, mv);
+            let w = [f(lo), f(_mm_srli_si128(lo, 8)), f(hi), f(_mm_srli_si128(hi, 8))];
+            fma_block::<N>(w, x.as_ptr(), cols, b, &mut acc0, &mut acc1);
+        }
+        std::array::from_fn(|j| hsum(_mm256_add_ps(acc0[j], acc1[j])))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exact_q8_0<const N: usize>(d: &[f32], qs: &[[i8; BLOCK]], x: &[f32]) -> [f32; N] {
+        let kb = qs.len();
+        let cols = kb * BLOCK;
+        assert!(d.len() == kb && x.len() >= N * cols);
+        let mut acc0 = [_mm256_setzero_ps(); N];
+        let mut acc1 = [_mm256_setzero_ps(); N];
+        for b in 0..kb {
+            let q = _mm256_loadu_si256(qs.get_unchecked(b).as_ptr() as *const __m256i);
+            let (lo, hi) = (_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+            let dv = _mm256_set1_ps(*d.get_unchecked(b));
+            let f = |v: __m128i| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), dv);
+            let w = [f(lo), f(_mm_srli_si128(lo, 8)), f(hi), f(_mm_srli_si128(hi, 8))];
+            fma_block::<N>(w, x.as_ptr(), cols, b, &mut acc0, &mut acc1);
+        }
+        std::array::from_fn(|j| hsum(_mm256_add_ps(acc0[j], acc1[j])))
+    }
 }
 
 #[cfg(test)]
@@ -514,6 +715,41 @@ mod tests {
         assert_eq!(f16_to_f32(0xc000), -2.0);
         assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
         assert_eq!(f16_to_f32(0x7bff), 65504.0);
+    }
+
+    #[test]
+    fn exact_kernels_equal_the_dequantized_f32_product() {
+        let (rows, cols) = (6, 3 * 2 * BLOCK);
+        let w =
+            candle_core::Tensor::randn(0f32, 0.1, (rows, cols), &candle_core::Device::Cpu).unwrap();
+        let x: Vec<f32> = (0..5 * cols).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let m = Matrix::from_qtensor(&q, false).unwrap();
+            let dense = q.dequantize(&candle_core::Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+            // Batched products (tiles of 4 + a remainder) must equal one-at-a-time products bit
+            // for bit, and the dequantized f32 product up to rounding.
+            let mut batched = vec![0f32; 5 * rows];
+            m.matmul_rows(&[], &x, 5, 0..rows, &mut batched, rows);
+            for i in 0..5 {
+                let xi = &x[i * cols..(i + 1) * cols];
+                let mut single = vec![0f32; rows];
+                m.matmul_rows(&[], xi, 1, 0..rows, &mut single, rows);
+                let mut by_id = vec![0f32; 2];
+                m.matmul_ids(&[], &x, i, &[4, 1], &mut by_id);
+                assert_eq!(by_id, [single[4], single[1]]);
+                for r in 0..rows {
+                    assert_eq!(batched[i * rows + r], single[r], "{dtype:?} input {i} row {r}");
+                    let oracle: f64 =
+                        dense[r].iter().zip(xi).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    assert!(
+                        (single[r] as f64 - oracle).abs() < 1e-4,
+                        "{dtype:?}: {} vs {oracle}",
+                        single[r]
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -540,6 +776,7 @@ mod tests {
             rows: 1,
             cols: kb * BLOCK,
             weights: Weights::Q4_1 { scales: scales.clone(), qs: qs.clone() },
+            int8: true,
         };
         let mut row = vec![0f32; kb * BLOCK];
         w41.dequantize_row(0, &mut row);
