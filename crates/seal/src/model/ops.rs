@@ -274,6 +274,31 @@ impl Matrix {
         let cols = self.cols;
         let n_inputs = input.n;
         let (xq, xf) = (input.xq, input.xf);
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx2 && !self.int8 {
+            let mut write = |r: usize, i: usize, v: f32| *out.add(i * out_stride + (r - first)) = v;
+            match &self.weights {
+                Weights::Q4_1 { scales, qs } => {
+                    return x86::exact_range(
+                        &x86::Q41 { scales, qs, kb },
+                        xf,
+                        n_inputs,
+                        rows,
+                        &mut write,
+                    )
+                }
+                Weights::Q8_0 { d, qs } => {
+                    return x86::exact_range(
+                        &x86::Q80 { d, qs, kb },
+                        xf,
+                        n_inputs,
+                        rows,
+                        &mut write,
+                    )
+                }
+                Weights::F32(_) => {}
+            }
+        }
         for r in rows {
             let write = |i: usize, v: f32| *out.add(i * out_stride + (r - first)) = v;
             match (&self.weights, self.int8) {
@@ -291,17 +316,13 @@ impl Matrix {
                         n_inputs,
                         |i, n| {
                             let x = &xf[i * cols..(i + n) * cols];
-                            match kernel {
-                                #[cfg(target_arch = "x86_64")]
-                                Kernel::Avx2 => x86::exact_q4_1_rows(s, q, x, n),
-                                _ => std::array::from_fn(|j| {
-                                    if j < n {
-                                        exact_q4_1_scalar(s, q, &x[j * cols..(j + 1) * cols])
-                                    } else {
-                                        0.0
-                                    }
-                                }),
-                            }
+                            std::array::from_fn(|j| {
+                                if j < n {
+                                    exact_q4_1_scalar(s, q, &x[j * cols..(j + 1) * cols])
+                                } else {
+                                    0.0
+                                }
+                            })
                         },
                         write,
                     );
@@ -312,17 +333,13 @@ impl Matrix {
                         n_inputs,
                         |i, n| {
                             let x = &xf[i * cols..(i + n) * cols];
-                            match kernel {
-                                #[cfg(target_arch = "x86_64")]
-                                Kernel::Avx2 => x86::exact_q8_0_rows(s, q, x, n),
-                                _ => std::array::from_fn(|j| {
-                                    if j < n {
-                                        exact_q8_0_scalar(s, q, &x[j * cols..(j + 1) * cols])
-                                    } else {
-                                        0.0
-                                    }
-                                }),
-                            }
+                            std::array::from_fn(|j| {
+                                if j < n {
+                                    exact_q8_0_scalar(s, q, &x[j * cols..(j + 1) * cols])
+                                } else {
+                                    0.0
+                                }
+                            })
                         },
                         write,
                     );
@@ -605,103 +622,159 @@ mod x86 {
 
     kernels!("avx2,fma", dot_u8i8_avx2, dot_q4_1_avx2, dot4_q4_1_avx2, dot_q8_0_avx2);
 
-    /// Exact `Q4_1` row against `n` (1..=4) consecutive f32 input rows: each weight block is
-    /// dequantized once (`q·d + m` with one f32 FMA, as exact as ggml's own dequantization) and
-    /// multiplied into every input. Per input, the operations and their order do not depend on `n`.
-    pub fn exact_q4_1_rows(
-        scales: &[[f32; 2]],
-        qs: &[[u8; 16]],
-        x: &[f32],
-        n: usize,
-    ) -> super::Vec4 {
-        // SAFETY: the caller checked AVX2 + FMA (Kernel::Avx2); lengths are asserted below.
-        unsafe {
-            match n {
-                1 => pad(exact_q4_1::<1>(scales, qs, x)),
-                2 => pad(exact_q4_1::<2>(scales, qs, x)),
-                3 => pad(exact_q4_1::<3>(scales, qs, x)),
-                _ => exact_q4_1::<4>(scales, qs, x),
-            }
+    /// A quantized weight format whose 32-weight blocks decode exactly to f32 registers.
+    pub trait Decode {
+        /// Blocks per row.
+        fn blocks(&self) -> usize;
+        /// Block `b` of row `r` as four vectors of 8 f32 weights (elements 0..8, 8..16, 16..24,
+        /// 24..32), exactly as ggml dequantizes them.
+        unsafe fn decode(&self, r: usize, b: usize) -> [__m256; 4];
+    }
+
+    pub struct Q41<'a> {
+        pub scales: &'a [[f32; 2]],
+        pub qs: &'a [[u8; 16]],
+        pub kb: usize,
+    }
+
+    pub struct Q80<'a> {
+        pub d: &'a [f32],
+        pub qs: &'a [[i8; BLOCK]],
+        pub kb: usize,
+    }
+
+    impl Decode for Q41<'_> {
+        fn blocks(&self) -> usize {
+            self.kb
         }
-    }
-
-    /// Exact `Q8_0` row against `n` (1..=4) consecutive f32 input rows (`d·q` exact in f32).
-    pub fn exact_q8_0_rows(d: &[f32], qs: &[[i8; BLOCK]], x: &[f32], n: usize) -> super::Vec4 {
-        // SAFETY: as above.
-        unsafe {
-            match n {
-                1 => pad(exact_q8_0::<1>(d, qs, x)),
-                2 => pad(exact_q8_0::<2>(d, qs, x)),
-                3 => pad(exact_q8_0::<3>(d, qs, x)),
-                _ => exact_q8_0::<4>(d, qs, x),
-            }
-        }
-    }
-
-    fn pad<const N: usize>(v: [f32; N]) -> super::Vec4 {
-        std::array::from_fn(|j| if j < N { v[j] } else { 0.0 })
-    }
-
-    #[inline(always)]
-    unsafe fn fma_block<const N: usize>(
-        w: [__m256; 4],
-        x: *const f32,
-        cols: usize,
-        b: usize,
-        acc0: &mut [__m256; N],
-        acc1: &mut [__m256; N],
-    ) {
-        for j in 0..N {
-            let p = x.add(j * cols + b * BLOCK);
-            acc0[j] = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(p), acc0[j]);
-            acc1[j] = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(p.add(8)), acc1[j]);
-            acc0[j] = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(p.add(16)), acc0[j]);
-            acc1[j] = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(p.add(24)), acc1[j]);
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exact_q4_1<const N: usize>(
-        scales: &[[f32; 2]],
-        qs: &[[u8; 16]],
-        x: &[f32],
-    ) -> [f32; N] {
-        let kb = qs.len();
-        let cols = kb * BLOCK;
-        assert!(scales.len() == kb && x.len() >= N * cols);
-        let mask = _mm_set1_epi8(0x0f);
-        let mut acc0 = [_mm256_setzero_ps(); N];
-        let mut acc1 = [_mm256_setzero_ps(); N];
-        for b in 0..kb {
-            let [d, m] = *scales.get_unchecked(b);
-            let q = _mm_loadu_si128(qs.get_unchecked(b).as_ptr() as *const __m128i);
+        #[inline(always)]
+        unsafe fn decode(&self, r: usize, b: usize) -> [__m256; 4] {
+            let i = r * self.kb + b;
+            let [d, m] = *self.scales.get_unchecked(i);
+            let mask = _mm_set1_epi8(0x0f);
+            let q = _mm_loadu_si128(self.qs.get_unchecked(i).as_ptr() as *const __m128i);
             let lo = _mm_and_si128(q, mask);
             let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
             let (dv, mv) = (_mm256_set1_ps(d), _mm256_set1_ps(m));
+            // q·d + m in one FMA: what ggml's dequantization computes.
             let f =
                 |v: __m128i| _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), dv, mv);
-            let w = [f(lo), f(_mm_srli_si128(lo, 8)), f(hi), f(_mm_srli_si128(hi, 8))];
-            fma_block::<N>(w, x.as_ptr(), cols, b, &mut acc0, &mut acc1);
+            [f(lo), f(_mm_srli_si128(lo, 8)), f(hi), f(_mm_srli_si128(hi, 8))]
         }
-        std::array::from_fn(|j| hsum(_mm256_add_ps(acc0[j], acc1[j])))
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exact_q8_0<const N: usize>(d: &[f32], qs: &[[i8; BLOCK]], x: &[f32]) -> [f32; N] {
-        let kb = qs.len();
-        let cols = kb * BLOCK;
-        assert!(d.len() == kb && x.len() >= N * cols);
-        let mut acc0 = [_mm256_setzero_ps(); N];
-        let mut acc1 = [_mm256_setzero_ps(); N];
-        for b in 0..kb {
-            let q = _mm256_loadu_si256(qs.get_unchecked(b).as_ptr() as *const __m256i);
-            let (lo, hi) = (_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
-            let dv = _mm256_set1_ps(*d.get_unchecked(b));
-            let f = |v: __m128i| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), dv);
-            let w = [f(lo), f(_mm_srli_si128(lo, 8)), f(hi), f(_mm_srli_si128(hi, 8))];
-            fma_block::<N>(w, x.as_ptr(), cols, b, &mut acc0, &mut acc1);
+    impl Decode for Q80<'_> {
+        fn blocks(&self) -> usize {
+            self.kb
         }
-        std::array::from_fn(|j| hsum(_mm256_add_ps(acc0[j], acc1[j])))
+        #[inline(always)]
+        unsafe fn decode(&self, r: usize, b: usize) -> [__m256; 4] {
+            let i = r * self.kb + b;
+            let q = _mm256_loadu_si256(self.qs.get_unchecked(i).as_ptr() as *const __m256i);
+            let (lo, hi) = (_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+            let dv = _mm256_set1_ps(*self.d.get_unchecked(i));
+            let f = |v: __m128i| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), dv);
+            [f(lo), f(_mm_srli_si128(lo, 8)), f(hi), f(_mm_srli_si128(hi, 8))]
+        }
+    }
+
+    /// `R` weight rows from `r0` against `N` consecutive input rows of `x`. Every (row, input)
+    /// pair has one accumulator fed by the same four FMAs per block in the same order, whatever
+    /// `R` and `N` are, so a beam's numbers do not depend on the batch it is computed in. The tile
+    /// shapes only decide how many independent FMA chains are in flight and how often a weight
+    /// block is decoded (once per tile).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<W: Decode, const R: usize, const N: usize>(
+        w: &W,
+        r0: usize,
+        x: &[f32],
+    ) -> [[f32; N]; R] {
+        let kb = w.blocks();
+        let cols = kb * BLOCK;
+        assert!(x.len() >= N * cols);
+        let xp = x.as_ptr();
+        let mut acc = [[_mm256_setzero_ps(); N]; R];
+        for b in 0..kb {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let wv = w.decode(r0 + r, b);
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let p = xp.add(j * cols + b * BLOCK);
+                    let mut a = *acc;
+                    a = _mm256_fmadd_ps(wv[0], _mm256_loadu_ps(p), a);
+                    a = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(p.add(8)), a);
+                    a = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(p.add(16)), a);
+                    a = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(p.add(24)), a);
+                    *acc = a;
+                }
+            }
+        }
+        std::array::from_fn(|r| std::array::from_fn(|j| hsum(acc[r][j])))
+    }
+
+    /// Exact products of weight rows `rows` with the `n` input rows of `x`, reported through
+    /// `write(row, input, value)`. Tile shapes: one input → 4 rows at a time (4 chains); 2–3
+    /// inputs → 2 rows × all inputs; more → 1 row × 8 inputs per decoded block.
+    pub fn exact_range<W: Decode>(
+        w: &W,
+        x: &[f32],
+        n: usize,
+        rows: std::ops::Range<usize>,
+        write: &mut impl FnMut(usize, usize, f32),
+    ) {
+        let cols = w.blocks() * BLOCK;
+        macro_rules! run {
+            ($r0:expr, $i:expr, $R:literal, $N:literal) => {{
+                // SAFETY: Kernel::Avx2 was detected by the caller.
+                let v = unsafe { tile::<W, $R, $N>(w, $r0, &x[$i * cols..($i + $N) * cols]) };
+                for (r, v) in v.iter().enumerate() {
+                    for (j, &v) in v.iter().enumerate() {
+                        write($r0 + r, $i + j, v);
+                    }
+                }
+            }};
+        }
+        let mut r = rows.start;
+        while r < rows.end {
+            let left = rows.end - r;
+            match n {
+                0 => return,
+                1 => {
+                    match left {
+                        1 => run!(r, 0, 1, 1),
+                        2 => run!(r, 0, 2, 1),
+                        3 => run!(r, 0, 3, 1),
+                        _ => run!(r, 0, 4, 1),
+                    }
+                    r += left.min(4);
+                }
+                2 | 3 => {
+                    match (left.min(2), n) {
+                        (1, 2) => run!(r, 0, 1, 2),
+                        (1, _) => run!(r, 0, 1, 3),
+                        (_, 2) => run!(r, 0, 2, 2),
+                        _ => run!(r, 0, 2, 3),
+                    }
+                    r += left.min(2);
+                }
+                _ => {
+                    let mut i = 0;
+                    while i < n {
+                        match (n - i).min(8) {
+                            1 => run!(r, i, 1, 1),
+                            2 => run!(r, i, 1, 2),
+                            3 => run!(r, i, 1, 3),
+                            4 => run!(r, i, 1, 4),
+                            5 => run!(r, i, 1, 5),
+                            6 => run!(r, i, 1, 6),
+                            7 => run!(r, i, 1, 7),
+                            _ => run!(r, i, 1, 8),
+                        }
+                        i += 8;
+                    }
+                    r += 1;
+                }
+            }
+        }
     }
 }
 
