@@ -13,10 +13,11 @@ pub mod decode;
 pub mod docstore;
 pub mod error;
 pub mod eval;
+pub mod indexer;
 pub mod model;
 pub mod prompt;
 pub mod score;
-// pub mod searcher; (enabled once the model layer is merged)
+pub mod searcher;
 
 pub use error::{Error, ErrorKind, Result};
 

@@ -252,7 +252,15 @@ impl Searcher {
                         .is_some_and(char::is_alphanumeric)
             })
             .collect();
-        Ok(Searcher { dir: dir.to_owned(), manifest, index, docs, tokenizer, model, first_token_ok })
+        Ok(Searcher {
+            dir: dir.to_owned(),
+            manifest,
+            index,
+            docs,
+            tokenizer,
+            model,
+            first_token_ok,
+        })
     }
 
     /// The index directory.
@@ -329,7 +337,8 @@ impl Searcher {
         // 2. Query n-grams.
         let t = Instant::now();
         if settings.query_ngrams {
-            let seen: HashSet<&[TokenId]> = candidates.iter().map(|c| c.tokens.as_slice()).collect();
+            let seen: HashSet<&[TokenId]> =
+                candidates.iter().map(|c| c.tokens.as_slice()).collect();
             let mut spans: Vec<Vec<TokenId>> = Vec::new();
             let mut span_set: HashSet<Vec<TokenId>> = HashSet::new();
             for span in query_spans(&query_text) {
@@ -464,7 +473,12 @@ impl Searcher {
     }
 
     /// The token ids of a prompt, with the model's BOS when its tokenizer asks for one.
-    fn prompt_ids(&self, style: PromptStyle, kind: PromptKind, query: &str) -> Result<Vec<TokenId>> {
+    fn prompt_ids(
+        &self,
+        style: PromptStyle,
+        kind: PromptKind,
+        query: &str,
+    ) -> Result<Vec<TokenId>> {
         let mut ids = Vec::new();
         if let Some(bos) = self.tokenizer.bos_id().filter(|_| self.tokenizer.add_bos()) {
             ids.push(bos);
@@ -495,7 +509,9 @@ pub fn query_spans(query: &str) -> Vec<String> {
                 let variant: Vec<String> = span
                     .iter()
                     .enumerate()
-                    .map(|(i, w)| if mask & (1 << i) != 0 { capitalize(w) } else { (*w).to_owned() })
+                    .map(
+                        |(i, w)| if mask & (1 << i) != 0 { capitalize(w) } else { (*w).to_owned() },
+                    )
                     .collect();
                 let text = variant.join(" ");
                 if seen.insert(text.clone()) {
@@ -572,11 +588,20 @@ impl BeamModel for ModelAdapter<'_> {
         self.0.prefill(prompt)
     }
 
-    fn step(&self, state: &mut DecodeState, parents: &[usize], tokens: &[TokenId]) -> Result<StepOutput> {
+    fn step(
+        &self,
+        state: &mut DecodeState,
+        parents: &[usize],
+        tokens: &[TokenId],
+    ) -> Result<StepOutput> {
         self.0.step(state, parents, tokens)
     }
 
-    fn score_continuations(&self, prompt: &[TokenId], continuations: &[Vec<TokenId>]) -> Result<Vec<Vec<f32>>> {
+    fn score_continuations(
+        &self,
+        prompt: &[TokenId],
+        continuations: &[Vec<TokenId>],
+    ) -> Result<Vec<Vec<f32>>> {
         self.0.score_continuations(prompt, continuations)
     }
 }

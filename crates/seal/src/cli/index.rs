@@ -37,7 +37,8 @@ pub struct IndexArgs {
 }
 
 fn parse_format(s: &str) -> Result<CorpusFormat, String> {
-    CorpusFormat::from_name(s).ok_or_else(|| format!("unknown corpus format {s:?}; use beir, dpr or kilt"))
+    CorpusFormat::from_name(s)
+        .ok_or_else(|| format!("unknown corpus format {s:?}; use beir, dpr or kilt"))
 }
 
 pub fn run(args: IndexArgs) -> anyhow::Result<()> {

@@ -1,7 +1,10 @@
 //! The command line (the only code that knows clap): one file per subcommand.
 
 mod eval;
+mod index;
 mod model;
+mod progress;
+mod search;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,6 +21,10 @@ struct Cli {
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Command {
+    /// Search an index (or the bundled sample corpus) for a query.
+    Search(search::SearchArgs),
+    /// Build an index from a corpus file.
+    Index(index::IndexArgs),
     /// Obtain, list and inspect language models (GGUF files).
     Model(model::ModelArgs),
     /// Evaluate a retrieval system on a BEIR-layout dataset.
@@ -27,6 +34,8 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Search(args) => search::run(args),
+        Command::Index(args) => index::run(args),
         Command::Model(args) => model::run(args),
         Command::Eval(args) => eval::run(args),
     };

@@ -117,12 +117,16 @@ pub fn open_searcher(
 fn sample_index(cache: &Path, model: &str, progress: bool) -> anyhow::Result<PathBuf> {
     let gguf = hub::resolve_model(model, cache, progress)?;
     let fingerprint = hub::fingerprint(&gguf)?;
-    let dir = cache.join("indexes").join(format!("sample-{}", &fingerprint[..16.min(fingerprint.len())]));
+    let dir =
+        cache.join("indexes").join(format!("sample-{}", &fingerprint[..16.min(fingerprint.len())]));
     if read_manifest(&dir).is_ok() {
         return Ok(dir);
     }
     if progress {
-        eprintln!("indexing the bundled sample corpus (299 Wikipedia passages) into {}", dir.display());
+        eprintln!(
+            "indexing the bundled sample corpus (299 Wikipedia passages) into {}",
+            dir.display()
+        );
     }
     let reader = read_corpus_from_str(SAMPLE_CORPUS);
     let passages = reader.collect::<seal::Result<Vec<_>>>()?;
@@ -183,7 +187,11 @@ pub fn read_queries(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
             let q = v.get("text").or_else(|| v.get("query")).and_then(|x| x.as_str());
             match (id, q) {
                 (Some(id), Some(q)) => out.push((id.to_owned(), q.to_owned())),
-                _ => anyhow::bail!("{}:{}: expected \"_id\" and \"text\" fields", path.display(), i + 1),
+                _ => anyhow::bail!(
+                    "{}:{}: expected \"_id\" and \"text\" fields",
+                    path.display(),
+                    i + 1
+                ),
             }
         } else {
             let Some((id, q)) = line.split_once('\t') else {
@@ -227,7 +235,9 @@ fn run_batch(
     out.flush()?;
     let secs = started.elapsed().as_secs_f64();
     totals.sort_by(f64::total_cmp);
-    let pct = |p: f64| totals.get(((totals.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        totals.get(((totals.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0)
+    };
     eprintln!(
         "{} queries in {:.1} s ({:.2} queries/s), latency p50 {:.0} ms, p95 {:.0} ms; run written to {}",
         queries.len(),
@@ -251,7 +261,10 @@ fn print_response(r: &SearchResponse, verbose: bool) {
         println!("no passage matched");
     }
     for hit in &r.hits {
-        println!("{bold}{}. {}{reset} {dim}[{}] score {:.2}{reset}", hit.rank, hit.title, hit.id, hit.score);
+        println!(
+            "{bold}{}. {}{reset} {dim}[{}] score {:.2}{reset}",
+            hit.rank, hit.title, hit.id, hit.score
+        );
         println!("   {}", snippet(hit, color));
         let matched: Vec<String> = hit
             .evidence
@@ -291,12 +304,14 @@ fn snippet(hit: &Hit, color: bool) -> String {
     let mut spans: Vec<(usize, usize, f64)> = hit
         .evidence
         .iter()
-        .flat_map(|e| e.spans.iter().filter(|s| s.field == Field::Text).map(move |s| (s.byte_start, s.byte_end, e.contribution)))
+        .flat_map(|e| {
+            e.spans
+                .iter()
+                .filter(|s| s.field == Field::Text)
+                .map(move |s| (s.byte_start, s.byte_end, e.contribution))
+        })
         .collect();
-    let center = spans
-        .iter()
-        .max_by(|a, b| a.2.total_cmp(&b.2))
-        .map_or(0, |s| s.0);
+    let center = spans.iter().max_by(|a, b| a.2.total_cmp(&b.2)).map_or(0, |s| s.0);
     let mut start = center.saturating_sub(WIDTH / 3);
     while !text.is_char_boundary(start) {
         start -= 1;
@@ -334,4 +349,3 @@ fn snippet(hit: &Hit, color: bool) -> String {
     }
     out
 }
-

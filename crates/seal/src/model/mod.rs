@@ -3,4 +3,5 @@
 
 pub mod hub;
 pub mod llama;
+pub mod ops;
 pub mod tokenizer;

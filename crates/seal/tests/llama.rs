@@ -1,0 +1,233 @@
+//! The llama-family model against an independent reference (llama.cpp, through the committed
+//! fixture `testdata/llama/golden.json` made by `testdata/llama/make_golden.py`), and the beam
+//! search paths (batched, forked, reordered, subset, teacher-forced) against running each beam
+//! alone on the full vocabulary.
+#![allow(clippy::needless_range_loop)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use seal::model::llama::LlamaModel;
+
+fn model() -> &'static LlamaModel {
+    static MODEL: OnceLock<LlamaModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        LlamaModel::load(&common::smollm2_path(), &candle_core::Device::Cpu).expect("load SmolLM2")
+    })
+}
+
+struct Case {
+    tokens: Vec<u32>,
+    /// Per position: llama.cpp's 20 most likely next tokens (id, log-prob), most likely first.
+    top: Vec<Vec<(u32, f64)>>,
+    /// Per position: the exact (float64, dequantized weights) log-probs of the same 20 ids.
+    exact: Vec<Vec<f64>>,
+}
+
+fn golden() -> Vec<Case> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/llama/golden.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    json["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Case {
+            tokens: c["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as u32)
+                .collect(),
+            top: c["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|pos| {
+                    pos.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|pair| (pair[0].as_u64().unwrap() as u32, pair[1].as_f64().unwrap()))
+                        .collect()
+                })
+                .collect(),
+            exact: c["exact"].as_array().unwrap().iter().map(floats).collect(),
+        })
+        .collect()
+}
+
+fn top_ids(row: &[f32], k: usize) -> Vec<u32> {
+    let mut ids: Vec<u32> = (0..row.len() as u32).collect();
+    ids.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
+    ids.truncate(k);
+    ids
+}
+
+/// Largest |Δ log-prob| over the fixture's top-20 ids against the exact float64 model
+/// (reached: 0.0003 nats).
+const EXACT_TOLERANCE: f64 = 0.005;
+/// Largest |Δ log-prob| over the top-20 against llama.cpp (reached: 0.896 nats). llama.cpp
+/// quantizes activations to 8 bits and keeps an f16 cache, so it is itself 0.896 nats from the
+/// exact model at worst on this fixture (the same token as ours): the 0.05 cannot be met
+/// against it by any exact implementation, so the exact reference carries the tight bound.
+const LLAMA_CPP_TOLERANCE: f64 = 1.0;
+
+#[test]
+fn log_probs_match_references_at_every_position() {
+    let model = model();
+    let (mut worst_exact, mut worst_cpp) = ((0f64, String::new()), (0f64, String::new()));
+    let (mut positions, mut top1_mismatches, mut top5_mismatches) = (0, 0, 0);
+    for (c, case) in golden().iter().enumerate() {
+        let rows = model.prompt_log_probs(&case.tokens).unwrap();
+        assert_eq!(rows.len(), case.top.len());
+        for (p, (row, reference)) in rows.iter().zip(&case.top).enumerate() {
+            let ours: HashSet<u32> = top_ids(row, 5).into_iter().collect();
+            let theirs: HashSet<u32> = reference[..5].iter().map(|&(id, _)| id).collect();
+            // Not asserted: llama.cpp's own 8-bit error reorders near-ties (the exact model
+            // disagrees with it at the same positions); reported for the record.
+            top5_mismatches += usize::from(ours != theirs);
+            top1_mismatches += usize::from(top_ids(row, 1)[0] != reference[0].0);
+            for (&(id, lp), &exact) in reference.iter().zip(&case.exact[p]) {
+                let ours = row[id as usize] as f64;
+                let where_ = format!("prompt {c}, position {p}, token {id}: ours {ours}, llama.cpp {lp}, exact {exact}");
+                if (ours - lp).abs() > worst_cpp.0 {
+                    worst_cpp = ((ours - lp).abs(), where_.clone());
+                }
+                if (ours - exact).abs() > worst_exact.0 {
+                    worst_exact = ((ours - exact).abs(), where_);
+                }
+            }
+            positions += 1;
+        }
+    }
+    eprintln!("{positions} positions; max |Δ| over the top-20: vs exact {:.5} ({}), vs llama.cpp {:.5} ({}); top-1 mismatches with llama.cpp {top1_mismatches}, top-5 set mismatches {top5_mismatches}",
+        worst_exact.0, worst_exact.1, worst_cpp.0, worst_cpp.1);
+    assert!(
+        worst_exact.0 <= EXACT_TOLERANCE,
+        "vs exact: {:.5} at {}",
+        worst_exact.0,
+        worst_exact.1
+    );
+    assert!(
+        worst_cpp.0 <= LLAMA_CPP_TOLERANCE,
+        "vs llama.cpp: {:.5} at {}",
+        worst_cpp.0,
+        worst_cpp.1
+    );
+}
+
+fn assert_close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "{what}: max difference {worst}");
+}
+
+/// A beam run alone: prefill, then one single-beam step per token.
+fn alone(model: &LlamaModel, prompt: &[u32], tokens: &[u32]) -> Vec<f32> {
+    let (mut state, mut last) = model.prefill(prompt).unwrap();
+    for &t in tokens {
+        last = model.step(&mut state, &[0], &[t]).unwrap().row(0).to_vec();
+    }
+    last
+}
+
+const PROMPT: [u32; 8] = [504, 3575, 282, 4649, 314, 7042, 30, 378];
+
+#[test]
+fn batched_forked_and_reordered_steps_equal_each_beam_alone() {
+    let model = model();
+    let (mut state, first) = model.prefill(&PROMPT).unwrap();
+    // The one-batch prefill of a longer prompt predicts the same as prefill + step.
+    let prefix_path = model.prefill(&[&PROMPT[..], &[28]].concat()).unwrap().1;
+    assert_close(&prefix_path, &alone(model, &PROMPT, &[28]), "prefill vs prefill + step");
+    assert_close(&first, &alone(model, &PROMPT, &[]), "prefill");
+
+    // Step 1: three beams forked from the prompt.
+    let t1 = [28u32, 260, 1345];
+    let out1 = model.step(&mut state, &[0, 0, 0], &t1).unwrap();
+    assert_eq!(out1.num_rows(), 3);
+    for b in 0..3 {
+        assert_close(out1.row(b), &alone(model, &PROMPT, &[t1[b]]), "step 1");
+    }
+    // Step 2: reordered, one parent forked twice, one dropped.
+    let parents2 = [2usize, 0, 2, 1];
+    let t2 = [30u32, 11, 445, 30];
+    let out2 = model.step(&mut state, &parents2, &t2).unwrap();
+    let mut histories: Vec<Vec<u32>> = Vec::new();
+    for b in 0..4 {
+        let history = vec![t1[parents2[b]], t2[b]];
+        assert_close(out2.row(b), &alone(model, &PROMPT, &history), "step 2");
+        histories.push(history);
+    }
+    // Step 3 through the subset head: exact same numbers as the full path for those ids.
+    let parents3 = [3usize, 1];
+    let t3 = [7u32, 9];
+    let subsets: [&[u32]; 2] = [&[0, 5, 49151, 28, 28], &[1000, 2]];
+    let mut forked = clone_by_replay(model, &histories);
+    let full = model.step(&mut forked, &parents3, &t3).unwrap();
+    let sub = model.step_subset(&mut state, &parents3, &t3, &subsets).unwrap();
+    for b in 0..2 {
+        let mut history = histories[parents3[b]].clone();
+        history.push(t3[b]);
+        let reference = alone(model, &PROMPT, &history);
+        assert_close(full.row(b), &reference, "step 3 full");
+        let expected: Vec<f32> = subsets[b].iter().map(|&id| reference[id as usize]).collect();
+        assert_close(&sub[b], &expected, "step 3 subset");
+    }
+}
+
+/// A state with the given beams, built by replaying them in one batch per step.
+fn clone_by_replay(model: &LlamaModel, histories: &[Vec<u32>]) -> seal::model::llama::DecodeState {
+    let (mut state, _) = model.prefill(&PROMPT).unwrap();
+    let len = histories[0].len();
+    for step in 0..len {
+        let parents: Vec<usize> =
+            if step == 0 { vec![0; histories.len()] } else { (0..histories.len()).collect() };
+        let tokens: Vec<u32> = histories.iter().map(|h| h[step]).collect();
+        model.step(&mut state, &parents, &tokens).unwrap();
+    }
+    state
+}
+
+#[test]
+fn score_continuations_equals_step_by_step_scoring() {
+    let model = model();
+    let continuations = vec![vec![28u32, 260, 30], vec![1345], vec![], vec![28, 11]];
+    let scores = model.score_continuations(&PROMPT, &continuations).unwrap();
+    assert_eq!(scores.len(), continuations.len());
+    for (c, s) in continuations.iter().zip(&scores) {
+        assert_eq!(s.len(), c.len());
+        for j in 0..c.len() {
+            let dist = alone(model, &PROMPT, &c[..j]);
+            assert!(
+                (s[j] - dist[c[j] as usize]).abs() <= 1e-4,
+                "continuation {c:?} token {j}: {} vs {}",
+                s[j],
+                dist[c[j] as usize]
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_requests_are_errors_not_panics() {
+    let model = model();
+    assert!(model.prefill(&[]).is_err());
+    assert!(model.prefill(&[model.vocab_size() as u32]).is_err());
+    let (mut state, _) = model.prefill(&PROMPT).unwrap();
+    assert!(
+        model.step(&mut state, &[1], &[5]).is_err(),
+        "parent 1 does not exist after the prefill"
+    );
+    assert!(model.step(&mut state, &[0, 0], &[5]).is_err(), "lengths differ");
+    assert!(model.step_subset(&mut state, &[0], &[5], &[&[u32::MAX]]).is_err());
+    // The state is still usable after rejected requests.
+    let out = model.step(&mut state, &[0], &[28]).unwrap();
+    assert_close(out.row(0), &alone(model, &PROMPT, &[28]), "after errors");
+}
