@@ -60,6 +60,9 @@ pub struct SearchSettings {
     pub query_ngrams: bool,
     /// Weights and ranking.
     pub scoring: ScoringSettings,
+    /// Compute evidence spans for the hits (re-tokenizes each returned passage); evaluation
+    /// switches it off.
+    pub evidence: bool,
 }
 
 impl Default for SearchSettings {
@@ -71,6 +74,7 @@ impl Default for SearchSettings {
             titles: true,
             query_ngrams: true,
             scoring: ScoringSettings::default(),
+            evidence: true,
         }
     }
 }
@@ -427,6 +431,18 @@ impl Searcher {
         let mut hits = Vec::with_capacity(settings.k);
         for (rank, scored) in ranked.iter().take(settings.k).enumerate() {
             let Some(doc) = self.docs.get(scored.doc) else { continue };
+            if !settings.evidence {
+                hits.push(Hit {
+                    rank: rank + 1,
+                    id: doc.id.to_owned(),
+                    doc: scored.doc,
+                    title: doc.title.to_owned(),
+                    text: doc.text.to_owned(),
+                    score: scored.score,
+                    evidence: Vec::new(),
+                });
+                continue;
+            }
             let locator = SpanLocator::new(&self.tokenizer, doc.title, doc.text);
             let mut evidence: Vec<Evidence> = Vec::new();
             for m in &scored.matches {
@@ -547,6 +563,28 @@ fn best_unigrams(first_step: &[f32], n: usize) -> Vec<(TokenId, f64)> {
     }
     all.sort_by(by);
     all
+}
+
+/// A [`Searcher`] with fixed settings, as an evaluation [`Retriever`](crate::eval::Retriever).
+pub struct SealRetriever {
+    /// The searcher.
+    pub searcher: Searcher,
+    /// Settings for every query; `k` and `evidence` are set per call.
+    pub settings: SearchSettings,
+    /// Name in tables and run files.
+    pub name: String,
+}
+
+impl crate::eval::Retriever for SealRetriever {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn retrieve(&self, query: &str, k: usize) -> Result<Vec<(String, Score)>> {
+        let settings = SearchSettings { k, evidence: false, ..self.settings.clone() };
+        let response = self.searcher.search(query, &settings)?;
+        Ok(response.hits.into_iter().map(|h| (h.id, h.score)).collect())
+    }
 }
 
 /// The FM-index as the scorer's [`CorpusView`].

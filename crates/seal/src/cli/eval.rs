@@ -93,6 +93,15 @@ pub struct EvalArgs {
     /// Interpolation weight of SEAL (BM25 gets 1 − weight).
     #[arg(long, default_value_t = 0.5)]
     weight: f64,
+    /// Model for --system seal|hybrid: a known name or a GGUF path (default: the index's own
+    /// model, or smollm2-135m when the index must be built).
+    #[arg(long)]
+    model: Option<String>,
+    #[command(flatten)]
+    decode: crate::cli::search::DecodeArgs,
+    /// Model cache directory (default: $SEAL_CACHE_DIR, else ~/.cache/seal).
+    #[arg(long, env = "SEAL_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Evaluate existing TREC run files instead of retrieving: one file is measured as it is,
     /// two are fused with --fusion (the first takes --weight).
     #[arg(long, value_name = "RUN", num_args = 1..=2)]
@@ -155,11 +164,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 evaluate(&dataset, &bm25, &options)?
             }
             System::Seal => {
-                let seal = seal_retriever(args.index.as_deref())?;
+                let seal = seal_retriever(&args, &dataset)?;
                 evaluate(&dataset, &seal, &options)?
             }
             System::Hybrid => {
-                let seal = seal_retriever(args.index.as_deref())?;
+                let seal = seal_retriever(&args, &dataset)?;
                 let bm25 = bm25_index(&dataset, args.bm25_index.as_deref())?.with_params(params);
                 let hybrid = Hybrid {
                     first: seal,
@@ -185,12 +194,57 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The SEAL retriever. Not wired yet: the searcher is being integrated separately.
-fn seal_retriever(_index: Option<&Path>) -> anyhow::Result<Box<dyn Retriever>> {
-    bail!(
-        "the seal system is not wired yet: `seal eval` can evaluate --system bm25 now, or \
-         measure saved SEAL runs with --from-runs"
-    )
+/// The SEAL retriever over `--index`, or over an index of the dataset's corpus kept beside the
+/// evaluation outputs (`seal-eval/<dataset>-seal-index-<model>`), built on first use.
+fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<dyn Retriever>> {
+    use seal::indexer::{build_index, read_manifest, ModelRef};
+    use seal::model::{hub, tokenizer::Tokenizer};
+    let cache = args.cache_dir.clone().unwrap_or_else(hub::default_cache_dir);
+    let index = match &args.index {
+        Some(dir) => dir.clone(),
+        None => {
+            let model = args.model.as_deref().unwrap_or(hub::DEFAULT_MODEL);
+            let suffix = if args.with_distractors { "-distractors" } else { "" };
+            let model_tag: String =
+                model.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+            let dir = PathBuf::from("seal-eval")
+                .join(format!("{}{suffix}-seal-index-{model_tag}", dataset.name));
+            match read_manifest(&dir) {
+                Ok(m) if m.num_docs == dataset.corpus.len() => {
+                    eprintln!("seal: reusing the index in {}", dir.display());
+                }
+                _ => {
+                    let gguf = hub::resolve_model(model, &cache, true)?;
+                    let tokenizer = Tokenizer::from_gguf(&gguf)?;
+                    let bars = crate::cli::progress::Bars::new(true);
+                    let m = build_index(
+                        dataset.corpus.clone(),
+                        &tokenizer,
+                        ModelRef { name: model.to_owned(), fingerprint: hub::fingerprint(&gguf)? },
+                        &dir,
+                        &|stage, done, total| bars.update(stage, done, total),
+                    )?;
+                    bars.finish();
+                    eprintln!(
+                        "seal: indexed {} passages ({} tokens) into {} in {:.1} s",
+                        m.num_docs,
+                        m.num_tokens,
+                        dir.display(),
+                        m.build_seconds
+                    );
+                }
+            }
+            dir
+        }
+    };
+    let searcher = crate::cli::search::open_searcher(
+        Some(&index),
+        args.model.as_deref(),
+        Some(&cache),
+        true,
+    )?;
+    let settings = args.decode.to_settings();
+    Ok(Box::new(seal::searcher::SealRetriever { searcher, settings, name: "seal".to_owned() }))
 }
 
 /// Opens the BM25 index in `dir` when it was built from this corpus, builds it there when the

@@ -51,12 +51,19 @@ pub struct SearchArgs {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// Search settings shared by `search`, `eval` and `serve`, with SEAL's defaults.
+/// Search settings of `search` and `serve`, with SEAL's defaults.
 #[derive(Args, Debug, Clone)]
 pub struct SettingsArgs {
     /// Passages to return.
     #[arg(short = 'k', long, default_value_t = 10)]
     pub k: usize,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+/// How n-grams are generated and passages ranked (shared by `search`, `eval` and `serve`).
+#[derive(Args, Debug, Clone)]
+pub struct DecodeArgs {
     /// Beam size of the constrained beam search (SEAL: 15).
     #[arg(long, default_value_t = 15)]
     pub beam: usize,
@@ -80,8 +87,14 @@ pub struct SettingsArgs {
 impl SettingsArgs {
     /// The library's settings.
     pub fn to_settings(&self) -> SearchSettings {
+        SearchSettings { k: self.k, ..self.decode.to_settings() }
+    }
+}
+
+impl DecodeArgs {
+    /// The library's settings (k = 10).
+    pub fn to_settings(&self) -> SearchSettings {
         SearchSettings {
-            k: self.k,
             beam: BeamSettings {
                 beam: self.beam,
                 max_body_tokens: self.max_tokens,
@@ -91,6 +104,7 @@ impl SettingsArgs {
             titles: !self.no_titles,
             query_ngrams: !self.no_query_ngrams,
             scoring: ScoringSettings { ranking: self.ranking, ..ScoringSettings::default() },
+            ..SearchSettings::default()
         }
     }
 }

@@ -1,0 +1,185 @@
+//! End-to-end tests of `seal index` and `seal search` with the real default model over the tiny
+//! committed corpus (`testdata/tiny`, 25 Wikipedia passages).
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn seal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_seal"))
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The tiny corpus indexed once with the default model, shared by the tests of this binary.
+fn tiny_index() -> &'static Path {
+    static INDEX: OnceLock<PathBuf> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let model = common::smollm2_path();
+        let dir = std::env::temp_dir().join(format!("seal-e2e-tiny-{}", std::process::id()));
+        let out = seal()
+            .args(["index", "--json", "--corpus"])
+            .arg(repo_root().join("testdata/tiny/corpus.jsonl"))
+            .arg("--out")
+            .arg(&dir)
+            .arg("--model")
+            .arg(&model)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "seal index failed: {}", String::from_utf8_lossy(&out.stderr));
+        let manifest: Value = serde_json::from_slice(&out.stdout).expect("index --json prints JSON");
+        assert_eq!(manifest["num_docs"], 25);
+        assert!(manifest["num_tokens"].as_u64().unwrap() > 25 * 50);
+        dir
+    })
+}
+
+fn search_json(query: &str, extra: &[&str]) -> Value {
+    let out = seal()
+        .args(["search", "--json", "--index"])
+        .arg(tiny_index())
+        .arg("--model")
+        .arg(common::smollm2_path())
+        .args(extra)
+        .arg(query)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "seal search failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("search --json prints JSON")
+}
+
+fn chars(s: &str, start: u64, end: u64) -> String {
+    s.chars().skip(start as usize).take((end - start) as usize).collect()
+}
+
+#[test]
+fn a_passage_with_a_rare_query_phrase_ranks_first_and_its_evidence_points_at_it() {
+    let r = search_json("when is the next deadpool movie being released", &["-k", "5"]);
+    let hits = r["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 5);
+    assert_eq!(hits[0]["id"], "nqg0001", "the Deadpool 2 passage must rank first: {r:#}");
+    assert_eq!(hits[0]["title"], "Deadpool 2");
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "scores are sorted: {scores:?}");
+
+    // Every evidence span of every hit covers exactly the characters of its n-gram (n-grams
+    // are matched case-sensitively on token ids, so the text is the same up to spaces).
+    let mut checked = 0;
+    for hit in hits {
+        for e in hit["evidence"].as_array().unwrap() {
+            let ngram = e["ngram"].as_str().unwrap();
+            for span in e["spans"].as_array().unwrap() {
+                let field = if span["field"] == "title" { "title" } else { "text" };
+                let content = hit[field].as_str().unwrap();
+                let got = chars(content, span["start"].as_u64().unwrap(), span["end"].as_u64().unwrap());
+                if e["source"] == "title" {
+                    assert_eq!(got, content, "a title key covers the whole title");
+                } else {
+                    assert_eq!(got.trim(), ngram.trim(), "span of {ngram:?} in {}", hit["id"]);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 5, "the hits carry evidence spans: {r:#}");
+}
+
+#[test]
+fn every_generated_ngram_occurs_in_the_corpus() {
+    let r = search_json("who got the first nobel prize in physics", &[]);
+    let ngrams = r["ngrams"].as_array().unwrap();
+    assert!(ngrams.len() > 30, "beam search keeps every partial hypothesis");
+    for n in ngrams {
+        assert!(n["count"].as_u64().unwrap() > 0, "{n}");
+        assert!(n["logprob"].as_f64().unwrap() <= 0.0, "{n}");
+        assert!(n["weight"].as_f64().unwrap() >= 0.0, "{n}");
+    }
+    assert!(ngrams.iter().any(|n| n["source"] == "body"));
+    assert!(ngrams.iter().any(|n| n["source"] == "query"));
+    assert_eq!(r["hits"][0]["id"], "nqg0000", "{:#}", r["hits"][0]);
+}
+
+#[test]
+fn search_is_deterministic() {
+    let a = search_json("what is the largest oil producer in africa", &["-k", "3", "--beam", "5"]);
+    let b = search_json("what is the largest oil producer in africa", &["-k", "3", "--beam", "5"]);
+    assert_eq!(a["hits"], b["hits"]);
+    assert_eq!(a["ngrams"], b["ngrams"]);
+    assert_eq!(a["hits"][0]["id"], "nqg0021", "Petroleum industry in Nigeria: {:#}", a["hits"]);
+}
+
+#[test]
+fn an_index_searched_with_another_model_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("seal-e2e-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["fm.idx", "docs.bin"] {
+        std::fs::copy(tiny_index().join(f), dir.join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(tiny_index().join("manifest.json")).unwrap();
+    let mut m: Value = serde_json::from_str(&manifest).unwrap();
+    m["model"]["fingerprint"] = Value::from("0".repeat(64));
+    std::fs::write(dir.join("manifest.json"), m.to_string()).unwrap();
+    let out = seal()
+        .args(["search", "--index"])
+        .arg(&dir)
+        .arg("--model")
+        .arg(common::smollm2_path())
+        .arg("anything")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was built with model"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_queries_are_errors_not_panics() {
+    for query in ["", "   "] {
+        let out = seal()
+            .args(["search", "--index"])
+            .arg(tiny_index())
+            .arg("--model")
+            .arg(common::smollm2_path())
+            .arg(query)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("query is empty"));
+    }
+    let out = seal().args(["search", "--index", "/nonexistent/index", "q"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("seal index"));
+}
+
+#[test]
+fn a_batch_of_queries_writes_a_trec_run() {
+    let dir = std::env::temp_dir().join(format!("seal-e2e-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let queries = dir.join("queries.tsv");
+    std::fs::write(&queries, "a\twhere is the gallbladder\nb\twhat is lithium used for\n").unwrap();
+    let run = dir.join("run.trec");
+    let out = seal()
+        .args(["search", "-k", "3", "--beam", "5", "--index"])
+        .arg(tiny_index())
+        .arg("--model")
+        .arg(common::smollm2_path())
+        .arg("--queries")
+        .arg(&queries)
+        .arg("--run")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&run).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 6);
+    assert_eq!(&lines[0][..4], &["a", "Q0", "nqg0011", "1"], "Gallbladder first: {text}");
+    assert_eq!(&lines[3][..4], &["b", "Q0", "nqg0013", "1"], "Lithium first: {text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
