@@ -1,14 +1,21 @@
-//! CPU kernels for the model layer: quantized weight matrices (GGUF `Q4_1`, `Q8_0`, or f32 for
-//! every other type), the activation quantizer, and the batched matrix products over them, run on
+//! CPU kernels for the model layer: weight matrices kept in their GGUF blocks (`Q4_1`, `Q8_0`;
+//! every other type dequantized to f32), and the batched matrix products over them, run on
 //! candle's persistent thread pool.
 //!
 //! Why own kernels: candle 0.11.1's `Q4_1` dot product is its generic scalar code and its x86
-//! repacked VNNI kernels need `k % 256 == 0` (this model has `k = 576`), so `QMatMul` is many
-//! times slower than llama.cpp here. These kernels follow ggml's arithmetic (weights × activations
-//! quantized to 8 bits per 32-value block, integer dot products, f32 accumulation) so that results
-//! match llama.cpp closely, with AVX-512 VNNI or AVX2 when the CPU has them and a portable scalar
-//! path otherwise. Every path computes the same integer sums, so results do not depend on the batch
-//! size or on which rows are asked for (the subset head relies on this).
+//! repacked VNNI kernels need `k % 256 == 0` (this model has `k = 576`), so `QMatMul` is 10–18×
+//! slower here at batch ≥ 5 (see BENCHMARKS-model.md).
+//!
+//! Two arithmetics:
+//! - **exact** (default): each 32-weight block is decoded in registers exactly as ggml
+//!   dequantizes it and multiplied into f32 activations with FMAs (AVX2 + FMA, or portable scalar
+//!   code). Memory traffic stays that of the quantized file.
+//! - **int8** (opt-in): ggml's own arithmetic, activations quantized to 8 bits per block and
+//!   integer dot products, which is what llama.cpp computes (and as far from the exact model).
+//!
+//! For a given machine every product of a weight row with an input row runs the same operations in
+//! the same order whatever the batch, the tile it falls in, or the rows asked for, so a beam's
+//! numbers do not depend on the batch it runs in (the subset head and the beam tests rely on it).
 //!
 //! Not for: attention, normalisation or anything model-specific (see `llama.rs`).
 
