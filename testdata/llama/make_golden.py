@@ -113,9 +113,9 @@ def main() -> None:
         # One token per evaluation (batch size 1), reading the row of the newest position.
         # Two batched alternatives were rejected after checking them against a numpy float64
         # forward pass over the dequantized weights: with logits_all=True, llama-cpp-python
-        # 0.3.16 returns misaligned rows for the earlier positions of a batch, and with
-        # GGML_NATIVE on an AMX-capable CPU some batch sizes (e.g. 32 tokens) give logits that
-        # are off by several nats.
+        # 0.3.16 returns misaligned rows for the earlier positions of a batch, and one
+        # evaluation per prefix gave logits off by several nats for some prefix lengths (e.g. 32
+        # tokens) on this machine; one token at a time agrees with the float64 reference.
         rows = []
         llm.reset()
         for k, token in enumerate(tokens):

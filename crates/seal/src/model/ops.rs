@@ -1,14 +1,21 @@
-//! CPU kernels for the model layer: quantized weight matrices (GGUF `Q4_1`, `Q8_0`, or f32 for
-//! every other type), the activation quantizer, and the batched matrix products over them, run on
+//! CPU kernels for the model layer: weight matrices kept in their GGUF blocks (`Q4_1`, `Q8_0`;
+//! every other type dequantized to f32), and the batched matrix products over them, run on
 //! candle's persistent thread pool.
 //!
 //! Why own kernels: candle 0.11.1's `Q4_1` dot product is its generic scalar code and its x86
-//! repacked VNNI kernels need `k % 256 == 0` (this model has `k = 576`), so `QMatMul` is many
-//! times slower than llama.cpp here. These kernels follow ggml's arithmetic (weights × activations
-//! quantized to 8 bits per 32-value block, integer dot products, f32 accumulation) so that results
-//! match llama.cpp closely, with AVX-512 VNNI or AVX2 when the CPU has them and a portable scalar
-//! path otherwise. Every path computes the same integer sums, so results do not depend on the batch
-//! size or on which rows are asked for (the subset head relies on this).
+//! repacked VNNI kernels need `k % 256 == 0` (this model has `k = 576`), so `QMatMul` is 10–18×
+//! slower here at batch ≥ 5 (see BENCHMARKS-model.md).
+//!
+//! Two arithmetics:
+//! - **exact** (default): each 32-weight block is decoded in registers exactly as ggml
+//!   dequantizes it and multiplied into f32 activations with FMAs (AVX2 + FMA, or portable scalar
+//!   code). Memory traffic stays that of the quantized file.
+//! - **int8** (opt-in): ggml's own arithmetic, activations quantized to 8 bits per block and
+//!   integer dot products, which is what llama.cpp computes (and as far from the exact model).
+//!
+//! For a given machine every product of a weight row with an input row runs the same operations in
+//! the same order whatever the batch, the tile it falls in, or the rows asked for, so a beam's
+//! numbers do not depend on the batch it runs in (the subset head and the beam tests rely on it).
 //!
 //! Not for: attention, normalisation or anything model-specific (see `llama.rs`).
 
@@ -218,6 +225,9 @@ impl Matrix {
         assert!(
             rows.end <= self.rows && out.len() >= (n_inputs.max(1) - 1) * out_stride + rows.len()
         );
+        if n_inputs >= GEMM_MIN_INPUTS && !self.int8 {
+            return self.matmul_rows_gemm(xf, n_inputs, rows, out, out_stride);
+        }
         let out_ptr = SendPtr(out.as_mut_ptr());
         let n_rows = rows.len();
         let first = rows.start;
@@ -233,6 +243,96 @@ impl Matrix {
             // pool hands out disjoint item ranges.
             unsafe { self.matmul_range(kernel, &input, lo..hi, first, out_ptr.0, out_stride) }
         });
+    }
+
+    /// Prompt-sized batches: dequantize the rows once into f32 (exactly, as the tile kernels do in
+    /// registers) and hand them to a blocked f32 gemm, which reuses each loaded weight across many
+    /// inputs. Same values as the tile kernels up to f32 summation order (≈1e-6 relative).
+    fn matmul_rows_gemm(
+        &self,
+        xf: &[f32],
+        n_inputs: usize,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        thread_local! {
+            static DEQUANTIZED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let cols = self.cols;
+        let n_rows = rows.len();
+        DEQUANTIZED.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let weights: &[f32] = match &self.weights {
+                Weights::F32(w) => &w[rows.start * cols..rows.end * cols],
+                _ => {
+                    scratch.resize(n_rows * cols, 0.0);
+                    let dst = SendPtr(scratch.as_mut_ptr());
+                    let first = rows.start;
+                    candle_core::utils::barrier_pool().execute_chunked(n_rows, |chunk| {
+                        let dst = &dst;
+                        for r in chunk {
+                            // SAFETY: each row writes its own `cols` values of the scratch.
+                            let row = unsafe {
+                                std::slice::from_raw_parts_mut(dst.0.add(r * cols), cols)
+                            };
+                            self.dequantize_row_fast(first + r, row);
+                        }
+                    });
+                    &scratch[..n_rows * cols]
+                }
+            };
+            let threads = candle_core::utils::get_num_threads();
+            let parallelism = if threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            };
+            // SAFETY: dst is n_inputs × n_rows with row stride out_stride (checked by the caller's
+            // assert); lhs is n_inputs × cols row-major; rhs is the transpose of the row-major
+            // n_rows × cols weights.
+            unsafe {
+                gemm::gemm(
+                    n_inputs,
+                    n_rows,
+                    cols,
+                    out.as_mut_ptr(),
+                    1,
+                    out_stride as isize,
+                    false,
+                    xf.as_ptr(),
+                    1,
+                    cols as isize,
+                    weights.as_ptr(),
+                    cols as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+        });
+    }
+
+    /// [`Self::dequantize_row`] with the SIMD decoder when the CPU has it (same values).
+    fn dequantize_row_fast(&self, r: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::detect() == Kernel::Avx2 {
+            let kb = self.cols / BLOCK;
+            match &self.weights {
+                Weights::Q4_1 { scales, qs } => {
+                    return x86::dequantize_row(&x86::Q41 { scales, qs, kb }, r, out)
+                }
+                Weights::Q8_0 { d, qs } => {
+                    return x86::dequantize_row(&x86::Q80 { d, qs, kb }, r, out)
+                }
+                Weights::F32(_) => {}
+            }
+        }
+        self.dequantize_row(r, out)
     }
 
     /// Products for an explicit list of weight rows: `out[i * ids.len() + j] = row ids[j] · input i`.
@@ -394,6 +494,11 @@ impl Matrix {
         }
     }
 }
+
+/// From this many input rows on (prompts, teacher forcing), exact products go through a blocked
+/// f32 gemm on rows dequantized per call; below it (decoding steps), through the tile kernels,
+/// whose per-row results do not depend on the batch.
+pub const GEMM_MIN_INPUTS: usize = 32;
 
 /// The inputs of a product: quantized rows (`xq`, int8 mode) or f32 rows (`xf`).
 struct Input<'a> {
@@ -675,6 +780,24 @@ mod x86 {
             let dv = _mm256_set1_ps(*self.d.get_unchecked(i));
             let f = |v: __m128i| _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), dv);
             [f(lo), f(_mm_srli_si128(lo, 8)), f(hi), f(_mm_srli_si128(hi, 8))]
+        }
+    }
+
+    /// Row `r` dequantized into `out` (`blocks × 32` values).
+    pub fn dequantize_row<W: Decode>(w: &W, r: usize, out: &mut [f32]) {
+        assert!(out.len() >= w.blocks() * BLOCK);
+        // SAFETY: Kernel::Avx2 was detected by the caller; `out` holds the row (asserted).
+        unsafe { dequantize_row_avx2(w, r, out) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dequantize_row_avx2<W: Decode>(w: &W, r: usize, out: &mut [f32]) {
+        let p = out.as_mut_ptr();
+        for b in 0..w.blocks() {
+            let v = w.decode(r, b);
+            for (k, v) in v.into_iter().enumerate() {
+                _mm256_storeu_ps(p.add(b * BLOCK + k * 8), v);
+            }
         }
     }
 
