@@ -205,6 +205,8 @@ pub struct Searcher {
     model: LlamaModel,
     /// `first_token_ok[id]`: may a body n-gram start with this token?
     first_token_ok: Vec<bool>,
+    /// The token a title answer ends with (`"\n"`), scored in place of the title delimiter.
+    title_end_token: Option<TokenId>,
 }
 
 impl Searcher {
@@ -256,6 +258,10 @@ impl Searcher {
                         .is_some_and(char::is_alphanumeric)
             })
             .collect();
+        let title_end_token = match tokenizer.encode("\n")?.as_slice() {
+            [t] => Some(*t),
+            _ => None,
+        };
         Ok(Searcher {
             dir: dir.to_owned(),
             manifest,
@@ -264,6 +270,7 @@ impl Searcher {
             tokenizer,
             model,
             first_token_ok,
+            title_end_token,
         })
     }
 
@@ -366,8 +373,10 @@ impl Searcher {
         let t = Instant::now();
         if settings.titles && !self.manifest.tokenizer.title_delimiter.is_empty() {
             let title_prompt = self.prompt_ids(settings.prompt, PromptKind::Title, &query_text)?;
-            let target =
-                Target::Title { delimiter: self.manifest.tokenizer.title_delimiter.clone() };
+            let target = Target::Title {
+                delimiter: self.manifest.tokenizer.title_delimiter.clone(),
+                end_token: self.title_end_token,
+            };
             let titles = constrained_beam_search(
                 &model,
                 &self.index,

@@ -237,12 +237,8 @@ fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<dyn 
             dir
         }
     };
-    let searcher = crate::cli::search::open_searcher(
-        Some(&index),
-        args.model.as_deref(),
-        Some(&cache),
-        true,
-    )?;
+    let searcher =
+        crate::cli::search::open_searcher(Some(&index), args.model.as_deref(), Some(&cache), true)?;
     let settings = args.decode.to_settings();
     Ok(Box::new(seal::searcher::SealRetriever { searcher, settings, name: "seal".to_owned() }))
 }

@@ -118,6 +118,12 @@ pub enum Target {
     Title {
         /// The tokens that close a title in the document string.
         delimiter: Vec<TokenId>,
+        /// The token with which the model ends a title on its own (a newline after the prompt's
+        /// `Title …:` cue). When set, the first delimiter token is scored with this token's
+        /// log-probability and the rest of the delimiter is free: a decoder-only model was never
+        /// taught to write `" @@"` (SEAL's BART was), so its own end-of-title event stands in for
+        /// it. When `None`, the delimiter is scored like any other tokens.
+        end_token: Option<TokenId>,
     },
 }
 
@@ -165,6 +171,8 @@ struct Beam {
     tokens: Vec<TokenId>,
     range: SaRange,
     score: f64,
+    /// How many tokens of the title delimiter the n-gram ends with (titles only).
+    in_delimiter: usize,
 }
 
 /// A scored way to extend beam `parent` with `token`.
@@ -203,7 +211,7 @@ pub fn constrained_beam_search<M: BeamModel>(
         return Ok(out);
     }
 
-    let mut beams = vec![Beam { tokens: Vec::new(), range: root, score: 0.0 }];
+    let mut beams = vec![Beam { tokens: Vec::new(), range: root, score: 0.0, in_delimiter: 0 }];
     let first_step = std::mem::take(&mut out.first_step);
     let mut logprobs: Current<'_, M::Rows> = Current::First(&first_step);
     let mut allowed: Vec<(TokenId, u64)> = Vec::new();
@@ -221,10 +229,27 @@ pub fn constrained_beam_search<M: BeamModel>(
                 if step == 0 && *target == Target::Body && !first_token_ok(token) {
                     continue;
                 }
-                let Some(&lp) = row.get(token as usize) else { continue };
-                if !lp.is_finite() {
-                    continue;
-                }
+                // Which token's log-probability scores this expansion (see `Target::Title`).
+                let scored_as = match target {
+                    Target::Title { delimiter, end_token: Some(end) } => {
+                        if beam.in_delimiter > 0 && delimiter.get(beam.in_delimiter) == Some(&token)
+                        {
+                            None
+                        } else if delimiter.first() == Some(&token) && !beam.tokens.is_empty() {
+                            Some(*end)
+                        } else {
+                            Some(token)
+                        }
+                    }
+                    _ => Some(token),
+                };
+                let lp = match scored_as {
+                    None => 0.0,
+                    Some(t) => match row.get(t as usize) {
+                        Some(&lp) if lp.is_finite() => lp,
+                        _ => continue,
+                    },
+                };
                 expansions.push(Expansion {
                     parent: b,
                     token,
@@ -260,7 +285,7 @@ pub fn constrained_beam_search<M: BeamModel>(
                 Target::Body => {
                     out.ngrams.push(Generated { tokens: ngram.clone(), logprob: e.score, count });
                 }
-                Target::Title { delimiter } => {
+                Target::Title { delimiter, .. } => {
                     if !delimiter.is_empty() && ngram.ends_with(delimiter) {
                         if ngram.len() > delimiter.len() {
                             out.ngrams.push(Generated { tokens: ngram, logprob: e.score, count });
@@ -273,7 +298,20 @@ pub fn constrained_beam_search<M: BeamModel>(
             if next.len() < settings.beam {
                 parents.push(e.parent);
                 tokens.push(e.token);
-                next.push(Beam { tokens: ngram, range: e.range, score: e.score });
+                let parent = &beams[e.parent];
+                let in_delimiter = match target {
+                    Target::Title { delimiter, .. } => {
+                        if parent.in_delimiter > 0
+                            && delimiter.get(parent.in_delimiter) == Some(&e.token)
+                        {
+                            parent.in_delimiter + 1
+                        } else {
+                            usize::from(delimiter.first() == Some(&e.token))
+                        }
+                    }
+                    Target::Body => 0,
+                };
+                next.push(Beam { tokens: ngram, range: e.range, score: e.score, in_delimiter });
             }
         }
         if next.is_empty() || step + 1 == max_tokens {

@@ -155,7 +155,7 @@ proptest! {
         }).collect();
         let index = build(&docs);
         let settings = BeamSettings { beam: 10_000, max_body_tokens: 3, max_title_tokens: 8 };
-        let target = Target::Title { delimiter: vec![DELIM] };
+        let target = Target::Title { delimiter: vec![DELIM], end_token: None };
         let out = constrained_beam_search(&ToyModel, &index, &[3], &target, &settings, &|_| false).unwrap();
         let got: BTreeSet<Vec<TokenId>> = out.ngrams.iter().map(|g| g.tokens.clone()).collect();
         let want: BTreeSet<Vec<TokenId>> = titles.iter().map(|t| {
@@ -196,5 +196,29 @@ proptest! {
         for (g, s) in ngrams.iter().zip(&got) {
             prop_assert!((s - teacher_forced(&prompt, g)).abs() < 1e-4, "{:?}: {} vs {}", g, s, teacher_forced(&prompt, g));
         }
+    }
+}
+
+/// With an end token, a complete title is scored as its title tokens plus the end token's
+/// log-probability in place of the delimiter's; the rest of a multi-token delimiter is free.
+#[test]
+fn title_end_token_stands_in_for_the_delimiter() {
+    const D1: TokenId = 8;
+    const D2: TokenId = 9;
+    const END: TokenId = 10;
+    let docs = vec![vec![1, 2, D1, D2, 5, 6], vec![3, D1, D2, 4]];
+    let index = build(&docs);
+    let settings = BeamSettings { beam: 100, max_body_tokens: 3, max_title_tokens: 6 };
+    let target = Target::Title { delimiter: vec![D1, D2], end_token: Some(END) };
+    let out =
+        constrained_beam_search(&ToyModel, &index, &[0], &target, &settings, &|_| false).unwrap();
+    let got: BTreeSet<Vec<TokenId>> = out.ngrams.iter().map(|g| g.tokens.clone()).collect();
+    assert_eq!(got, BTreeSet::from([vec![1, 2, D1, D2], vec![3, D1, D2]]));
+    for g in &out.ngrams {
+        let title = &g.tokens[..g.tokens.len() - 2];
+        let mut with_end = title.to_vec();
+        with_end.push(END);
+        let want = teacher_forced(&[0], &with_end);
+        assert!((g.logprob - want).abs() < 1e-4, "{:?}: {} vs {}", g.tokens, g.logprob, want);
     }
 }
