@@ -579,7 +579,7 @@ impl Iterator for StreamDocs<'_> {
         if self.emitted >= self.target {
             return None;
         }
-        if self.i % self.docs.len() == 0 {
+        if self.i.is_multiple_of(self.docs.len()) {
             let mut shuffled = self.vocab.clone();
             for k in (1..shuffled.len()).rev() {
                 shuffled.swap(k, self.rng.below(k + 1));

@@ -138,7 +138,7 @@ impl<'a> RankBits<'a> {
         let mut total = 0u64;
         for (block, chunk) in self.bits.chunks(BLOCK_BITS / 64).enumerate() {
             let bit = block * BLOCK_BITS;
-            if bit % SUPER_BITS == 0 && self.supers[bit / SUPER_BITS] != total {
+            if bit.is_multiple_of(SUPER_BITS) && self.supers[bit / SUPER_BITS] != total {
                 return false;
             }
             let in_super = total - self.supers[bit / SUPER_BITS];
@@ -148,9 +148,9 @@ impl<'a> RankBits<'a> {
             total += chunk.iter().map(|w| w.count_ones() as u64).sum::<u64>();
         }
         // Trailing directory entries (for `rank1(len)` at an exact boundary).
-        if self.len % BLOCK_BITS == 0 {
+        if self.len.is_multiple_of(BLOCK_BITS) {
             let block = self.len / BLOCK_BITS;
-            if self.len % SUPER_BITS == 0 && self.supers[self.len / SUPER_BITS] != total {
+            if self.len.is_multiple_of(SUPER_BITS) && self.supers[self.len / SUPER_BITS] != total {
                 return false;
             }
             let in_super = total.wrapping_sub(self.supers[self.len / SUPER_BITS]);
@@ -161,7 +161,7 @@ impl<'a> RankBits<'a> {
         // Bits past `len` (in the last word and the padding) must be zero, or `rank1(len)`
         // would count them.
         let used = bit_words(self.len);
-        if self.len % 64 != 0 && self.bits[used - 1] >> (self.len % 64) != 0 {
+        if !self.len.is_multiple_of(64) && self.bits[used - 1] >> (self.len % 64) != 0 {
             return false;
         }
         self.bits[used..].iter().all(|&w| w == 0)
@@ -185,7 +185,7 @@ pub(crate) fn write_rank_bits(bits: &[u64], len: usize, out: &mut Vec<u64>) {
     let mut super_base = 0u64;
     for (block, entry) in blocks.iter_mut().enumerate().take(block_count(len)) {
         let bit = block * BLOCK_BITS;
-        if bit % SUPER_BITS == 0 {
+        if bit.is_multiple_of(SUPER_BITS) {
             supers[bit / SUPER_BITS] = total;
             super_base = total;
         }

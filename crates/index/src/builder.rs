@@ -494,7 +494,7 @@ fn scan_suffix_array<S: Copy + Into<u32>>(
     let mut marks = BitsBuilder::zeros(rows);
     let mut samples = Vec::with_capacity(rows / rate + 2);
     let mut anchors = vec![0u64; doc_starts.len()];
-    if n % rate == 0 {
+    if n.is_multiple_of(rate) {
         marks.set(0);
         samples.push(n as u64);
     }
@@ -503,7 +503,7 @@ fn scan_suffix_array<S: Copy + Into<u32>>(
         let p = *slot as usize;
         // The sentinel (symbol 0) precedes the suffix at position 0.
         *slot = if p == 0 { 0 } else { text[p - 1].into() as i32 };
-        if p % rate == 0 {
+        if p.is_multiple_of(rate) {
             marks.set(row);
             samples.push(p as u64);
         }

@@ -213,7 +213,7 @@ pub(crate) fn assemble(header: &Header, sections: [&[u64]; NUM_SECTIONS]) -> Ali
 
 /// Recomputes the checksum word of a whole file's bytes in place (for fuzzing and tests).
 pub(crate) fn reseal(bytes: &mut [u8]) {
-    if bytes.len() < HEADER_WORDS * 8 || bytes.len() % 8 != 0 {
+    if bytes.len() < HEADER_WORDS * 8 || !bytes.len().is_multiple_of(8) {
         return;
     }
     let words: Vec<u64> = bytes
@@ -260,7 +260,7 @@ pub(crate) fn check_preamble(bytes: &[u8]) -> Result<()> {
     if version != VERSION {
         return Err(Error::Version { expected: VERSION, got: version });
     }
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(Error::corrupt(format!(
             "the file is truncated: its length {} is not a multiple of 8",
             bytes.len()

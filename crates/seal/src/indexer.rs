@@ -130,7 +130,7 @@ pub fn build_index(
             let s = indexed_string(p);
             let r = if s.is_empty() { Ok(None) } else { tokenizer.encode(&s).map(Some) };
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if n % 256 == 0 || n == total {
+            if n.is_multiple_of(256) || n == total {
                 progress("tokenizing", n, total);
             }
             r

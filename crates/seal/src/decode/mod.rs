@@ -50,7 +50,10 @@ impl LogProbs {
     /// # Panics
     /// If `data.len()` is not a multiple of `vocab`.
     pub fn new(data: Vec<f32>, vocab: usize) -> Self {
-        assert!(vocab > 0 && data.len() % vocab == 0, "log-prob buffer is not rows × vocab");
+        assert!(
+            vocab > 0 && data.len().is_multiple_of(vocab),
+            "log-prob buffer is not rows × vocab"
+        );
         LogProbs { data, vocab }
     }
 

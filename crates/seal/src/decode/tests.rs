@@ -125,7 +125,7 @@ proptest! {
     fn wide_beam_is_exhaustive(docs in docs_strategy()) {
         let index = build(&docs);
         let settings = BeamSettings { beam: 10_000, max_body_tokens: 3, max_title_tokens: 6 };
-        let first_ok = |t: TokenId| t % 2 == 0;
+        let first_ok = |t: TokenId| t.is_multiple_of(2);
         let out = constrained_beam_search(&ToyModel, &index, &[1, 2], &Target::Body, &settings, &first_ok).unwrap();
         let got: BTreeSet<Vec<TokenId>> = out.ngrams.iter().map(|g| g.tokens.clone()).collect();
         prop_assert_eq!(got.len(), out.ngrams.len(), "duplicates generated");
@@ -133,7 +133,7 @@ proptest! {
         for d in &docs {
             for len in 1..=3 {
                 for w in d.windows(len) {
-                    if w[0] % 2 == 0 {
+                    if w[0].is_multiple_of(2) {
                         want.insert(w.to_vec());
                     }
                 }

@@ -938,8 +938,8 @@ fn read_config(content: &gguf_file::Content, path: &Path) -> Result<LlamaConfig>
     };
     if config.head_count == 0
         || config.head_count_kv == 0
-        || config.head_count % config.head_count_kv != 0
-        || config.head_dim % 2 != 0
+        || !config.head_count.is_multiple_of(config.head_count_kv)
+        || !config.head_dim.is_multiple_of(2)
         || config.head_dim * config.head_count != config.embedding_length
     {
         return Err(model_err(format!(

@@ -104,7 +104,7 @@ impl Matrix {
     /// their products run on 8-bit activations; everything else is dequantized to f32 (exact).
     pub fn from_qtensor(t: &QTensor, int8_activations: bool) -> candle_core::Result<Matrix> {
         let (rows, cols) = t.shape().dims2()?;
-        let quantizable = cols % BLOCK == 0;
+        let quantizable = cols.is_multiple_of(BLOCK);
         let weights = match t.dtype() {
             GgmlDType::Q4_1 if quantizable => {
                 let data = t.data()?;
