@@ -433,7 +433,15 @@ fn pip_download(
         indicatif::ProgressBar::hidden()
     };
     let output = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--no-input",
+            "--no-cache-dir",
+        ])
         .args(["--disable-pip-version-check", "--progress-bar", "off", "-d"])
         .arg(dest)
         .arg(&requirement)
@@ -652,10 +660,12 @@ pub fn list_cached(cache_dir: &Path) -> Result<Vec<CachedModel>> {
 }
 
 const FINGERPRINT_DIR: &str = "fingerprints";
+const REMEMBER_FINGERPRINT_FROM_BYTES: u64 = 1 << 20;
 
 /// The sha256 (lower-case hex) of a file, e.g. to key an index to the exact model it was built
 /// with. Remembered in `<default cache>/fingerprints/` keyed by the file's path, size and
-/// modification time, so repeated calls do not reread the file.
+/// modification time, so repeated calls do not reread the file (files under 1 MiB are simply
+/// hashed again).
 ///
 /// # Errors
 ///
@@ -672,10 +682,14 @@ pub fn fingerprint(gguf: &Path) -> Result<String> {
         }
     }
     let sha256 = sha256_file(gguf)?;
-    let _ = write_fingerprint_record(
-        &record_path,
-        &FingerprintRecord { stamp, sha256: sha256.clone() },
-    );
+    // Small files are cheap to hash again; not remembering them keeps the store free of
+    // records for short-lived files.
+    if meta.len() >= REMEMBER_FINGERPRINT_FROM_BYTES {
+        let _ = write_fingerprint_record(
+            &record_path,
+            &FingerprintRecord { stamp, sha256: sha256.clone() },
+        );
+    }
     Ok(sha256)
 }
 
