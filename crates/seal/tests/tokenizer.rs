@@ -122,6 +122,22 @@ fn gemma3_matches_llama_cpp_on_golden_texts() {
 }
 
 #[test]
+fn tokenizer_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    let tokenizer = smollm2();
+    let ids: Vec<Vec<u32>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| scope.spawn(move || tokenizer.encode(&format!(" doc {i}")).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, ids) in ids.iter().enumerate() {
+        assert_eq!(tokenizer.decode(ids).unwrap(), format!(" doc {i}"));
+    }
+}
+
+#[test]
 fn special_ids_and_chat_markers() {
     let smol = smollm2();
     assert_eq!(smol.eos_id(), 2);

@@ -18,6 +18,10 @@
 //! <default cache>/fingerprints/<key>.json       sha256 of any GGUF file, keyed by size+mtime
 //! ```
 //!
+//! Environment: `SEAL_CACHE_DIR` overrides the cache directory; `SEAL_PYTHON` names the Python
+//! interpreter that runs pip (default `python3`). pip's own configuration (`PIP_INDEX_URL`,
+//! proxies, `PIP_FIND_LINKS`) applies as usual.
+//!
 //! Not for: reading the model's weights or tokenizer (see [`super::llama`] and
 //! [`super::tokenizer`]); network access of its own (only pip talks to the package index).
 
