@@ -213,7 +213,8 @@ fn offsets_map_tokens_back_to_text() {
 }
 
 /// A larger reference file made by `make_golden.py --corpus` (e.g. real documents of a
-/// dataset): `SEAL_TOKENIZER_GOLDEN=a.json:b.json cargo test -p seal --test tokenizer -- --ignored`.
+/// dataset):
+/// `SEAL_TOKENIZER_GOLDEN=a.json:b.json cargo test -p seal --test tokenizer -- --ignored`.
 #[test]
 #[ignore = "needs SEAL_TOKENIZER_GOLDEN=<files made by make_golden.py --corpus>"]
 fn matches_llama_cpp_on_external_reference_files() {

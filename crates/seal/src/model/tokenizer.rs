@@ -113,7 +113,8 @@ impl Metadata<'_> {
 
     fn missing(&self, key: &str) -> Error {
         tokenizer_error(format!(
-            "{} has no usable `{key}` in its metadata; is it a GGUF file of a language model with an embedded tokenizer?",
+            "{} has no usable `{key}` in its metadata; is it a GGUF file of a language model \
+             with an embedded tokenizer?",
             self.path.display()
         ))
     }
@@ -250,8 +251,11 @@ impl Tokenizer {
 
         let (inner, kind) = match model.as_str() {
             "gpt2" => {
-                let pre = meta.string("tokenizer.ggml.pre")?.unwrap_or_else(|| "default".to_string());
-                let merges = meta.strings("tokenizer.ggml.merges")?.ok_or_else(|| meta.missing("tokenizer.ggml.merges"))?;
+                let pre =
+                    meta.string("tokenizer.ggml.pre")?.unwrap_or_else(|| "default".to_string());
+                let merges = meta
+                    .strings("tokenizer.ggml.merges")?
+                    .ok_or_else(|| meta.missing("tokenizer.ggml.merges"))?;
                 (build_byte_level(&tokens, &merges, &pre)?, TokenizerKind::ByteLevelBpe { pre })
             }
             "llama" => {
@@ -281,7 +285,8 @@ impl Tokenizer {
             }
             other => {
                 return Err(tokenizer_error(format!(
-                    "{}: tokenizer type `{other}` is not supported (supported: gpt2 byte-level BPE, llama/SentencePiece BPE)",
+                    "{}: tokenizer type `{other}` is not supported \
+                     (supported: gpt2 byte-level BPE, llama/SentencePiece BPE)",
                     path.display()
                 )))
             }
@@ -321,7 +326,8 @@ impl Tokenizer {
             .map_err(|e| wrap_tokenizers_error("cannot add special tokens", e))?;
         if self.inner.get_vocab_size(true) != tokens.len() {
             return Err(tokenizer_error(format!(
-                "the vocabulary has {} entries after adding special tokens, expected {}; duplicate token texts?",
+                "the vocabulary has {} entries after adding special tokens, expected {}; \
+                 duplicate token texts?",
                 self.inner.get_vocab_size(true),
                 tokens.len()
             )));
@@ -534,18 +540,23 @@ fn build_byte_level(
         "gpt2" | "default" => (None, byte_level(true).into()),
         "smollm" => (
             None,
-            PreTokenizerSequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into(),
+            PreTokenizerSequence::new(vec![Digits::new(true).into(), byte_level(true).into()])
+                .into(),
         ),
-        "llama-bpe" | "llama3" | "smaug-bpe" => {
-            (None, PreTokenizerSequence::new(vec![split_regex(LLAMA3_SPLIT)?, byte_level(false).into()]).into())
-        }
+        "llama-bpe" | "llama3" | "smaug-bpe" => (
+            None,
+            PreTokenizerSequence::new(vec![split_regex(LLAMA3_SPLIT)?, byte_level(false).into()])
+                .into(),
+        ),
         "qwen2" => (
             Some(NFC.into()),
-            PreTokenizerSequence::new(vec![split_regex(QWEN2_SPLIT)?, byte_level(false).into()]).into(),
+            PreTokenizerSequence::new(vec![split_regex(QWEN2_SPLIT)?, byte_level(false).into()])
+                .into(),
         ),
         other => {
             return Err(tokenizer_error(format!(
-                "pre-tokenizer `{other}` is not supported (supported: smollm, gpt2, default, llama-bpe, llama3, smaug-bpe, qwen2)"
+                "pre-tokenizer `{other}` is not supported \
+                 (supported: smollm, gpt2, default, llama-bpe, llama3, smaug-bpe, qwen2)"
             )))
         }
     };
