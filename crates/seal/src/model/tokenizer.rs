@@ -11,7 +11,8 @@
 //! * **SentencePiece-style BPE** (`tokenizer.ggml.model = "llama"`, e.g. Gemma 3): spaces become
 //!   `▁`, no pre-split, pieces merge in the order of their scores (the merge list is derived
 //!   from the scores, as SentencePiece's BPE does), characters outside the vocabulary fall back
-//!   to `<0xXX>` byte tokens.
+//!   to `<0xXX>` byte tokens. A literal `▁` (U+2581) in the text is read as a space, as in
+//!   llama.cpp, so it decodes as `" "`.
 //!
 //! In both, control tokens (chat markers such as `<|im_start|>` or `<start_of_turn>`) and
 //! user-defined tokens are matched in the raw text first and always encode as one id.
