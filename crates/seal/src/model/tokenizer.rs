@@ -649,6 +649,24 @@ mod tests {
         assert_eq!(parse_byte_token("0x0A"), None);
     }
 
+    /// Every supported pre-tokenizer builds (its regex compiles) and round-trips text over a
+    /// vocabulary of the 256 byte characters with no merges.
+    #[test]
+    fn every_supported_pre_tokenizer_builds_and_round_trips() {
+        let mut chars: Vec<(char, u8)> = byte_level_chars().iter().map(|(&c, &b)| (c, b)).collect();
+        chars.sort_by_key(|&(_, b)| b);
+        let tokens: Vec<String> = chars.iter().map(|(c, _)| c.to_string()).collect();
+        let text = "Hello 123 world's\n\n  x caf\u{e9} \u{1f980}";
+        for pre in ["smollm", "gpt2", "default", "llama-bpe", "llama3", "smaug-bpe", "qwen2"] {
+            let tokenizer = build_byte_level(&tokens, &[], pre).unwrap();
+            let ids = tokenizer.encode_fast(text, false).unwrap().get_ids().to_vec();
+            assert_eq!(ids.len(), text.len(), "{pre}: one token per byte without merges");
+            let bytes: Vec<u8> = ids.iter().map(|&id| chars[id as usize].1).collect();
+            assert_eq!(bytes, text.as_bytes(), "{pre}");
+        }
+        assert!(build_byte_level(&tokens, &[], "falcon").is_err());
+    }
+
     #[test]
     fn merges_from_scores_prefers_higher_scores() {
         let tokens: Vec<String> =
