@@ -34,7 +34,7 @@ use crate::indexer::{index_error, read_manifest, Manifest, DOCS_FILE, FM_INDEX_F
 use crate::model::llama::{DecodeState, LlamaModel, StepOutput};
 use crate::model::{hub, tokenizer::Tokenizer};
 use crate::prompt::{prompt, PromptKind, PromptStyle};
-use crate::score::{Candidate, CorpusView, KeyOrigin, Scorer, ScoringSettings};
+use crate::score::{Candidate, CorpusView, KeyOrigin, KeySet, ScoredDoc, Scorer, ScoringSettings};
 use crate::{DocId, Error, ErrorKind, Result, Score, TokenId};
 use seal_index::FmIndex;
 use serde::Serialize;
@@ -440,48 +440,11 @@ impl Searcher {
         let mut hits = Vec::with_capacity(settings.k);
         for (rank, scored) in ranked.iter().take(settings.k).enumerate() {
             let Some(doc) = self.docs.get(scored.doc) else { continue };
-            if !settings.evidence {
-                hits.push(Hit {
-                    rank: rank + 1,
-                    id: doc.id.to_owned(),
-                    doc: scored.doc,
-                    title: doc.title.to_owned(),
-                    text: doc.text.to_owned(),
-                    score: scored.score,
-                    evidence: Vec::new(),
-                });
-                continue;
-            }
-            let locator = SpanLocator::new(&self.tokenizer, doc.title, doc.text);
-            let mut evidence: Vec<Evidence> = Vec::new();
-            for m in &scored.matches {
-                let spans = locator.span(m.start, m.len).into_iter().collect::<Vec<_>>();
-                if let Some(e) = evidence.iter_mut().find(|e: &&mut Evidence| {
-                    e.ngram == key_text(m.key) && e.weight == keys.keys()[m.key].weight
-                }) {
-                    e.contribution += m.contribution;
-                    e.spans.extend(spans);
-                } else {
-                    evidence.push(Evidence {
-                        ngram: key_text(m.key),
-                        source: key_source(m.key),
-                        weight: keys.keys()[m.key].weight,
-                        contribution: m.contribution,
-                        spans,
-                    });
-                }
-            }
-            for u in &scored.unigrams {
-                let spans = u.starts.iter().filter_map(|&s| locator.span(s, 1)).collect();
-                evidence.push(Evidence {
-                    ngram: self.tokenizer.decode(&[u.token]).unwrap_or_default().trim().to_owned(),
-                    source: NgramSource::Unigram,
-                    weight: u.contribution,
-                    contribution: u.contribution,
-                    spans,
-                });
-            }
-            evidence.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
+            let evidence = if settings.evidence {
+                self.evidence(doc.title, doc.text, scored, &keys, &key_text, &key_source)
+            } else {
+                Vec::new()
+            };
             hits.push(Hit {
                 rank: rank + 1,
                 id: doc.id.to_owned(),
@@ -495,6 +458,51 @@ impl Searcher {
         timings.scoring_ms = ms(t);
         timings.total_ms = ms(started);
         Ok(SearchResponse { query: query.to_owned(), hits, ngrams, timings })
+    }
+
+    /// The evidence of one scored passage: its matched keys (one entry per key, all its spans)
+    /// and its uncovered unigrams, most contributing first.
+    fn evidence(
+        &self,
+        title: &str,
+        text: &str,
+        scored: &ScoredDoc,
+        keys: &KeySet,
+        key_text: &dyn Fn(usize) -> String,
+        key_source: &dyn Fn(usize) -> NgramSource,
+    ) -> Vec<Evidence> {
+        let locator = SpanLocator::new(&self.tokenizer, title, text);
+        let mut by_key: Vec<(usize, Evidence)> = Vec::new();
+        for m in &scored.matches {
+            let spans = locator.span(m.start, m.len).into_iter();
+            if let Some((_, e)) = by_key.iter_mut().find(|(k, _)| *k == m.key) {
+                e.contribution += m.contribution;
+                e.spans.extend(spans);
+            } else {
+                by_key.push((
+                    m.key,
+                    Evidence {
+                        ngram: key_text(m.key),
+                        source: key_source(m.key),
+                        weight: keys.keys()[m.key].weight,
+                        contribution: m.contribution,
+                        spans: spans.collect(),
+                    },
+                ));
+            }
+        }
+        let mut evidence: Vec<Evidence> = by_key.into_iter().map(|(_, e)| e).collect();
+        for u in &scored.unigrams {
+            evidence.push(Evidence {
+                ngram: self.tokenizer.decode(&[u.token]).unwrap_or_default().trim().to_owned(),
+                source: NgramSource::Unigram,
+                weight: keys.unigram_weight(u.token),
+                contribution: u.contribution,
+                spans: u.starts.iter().filter_map(|&s| locator.span(s, 1)).collect(),
+            });
+        }
+        evidence.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
+        evidence
     }
 
     /// The token ids of a prompt, with the model's BOS when its tokenizer asks for one.
