@@ -90,7 +90,7 @@ pub struct EvalArgs {
     /// Reciprocal-rank fusion constant.
     #[arg(long, default_value_t = 60.0)]
     rrf_k: f64,
-    /// Interpolation weight of SEAL (BM25 gets 1 − weight).
+    /// Fusion weight of SEAL (BM25 gets 1 − weight), for rrf, minmax and zscore.
     #[arg(long, default_value_t = 0.5)]
     weight: f64,
     /// Model for --system seal|hybrid: a known name or a GGUF path (default: the index's own
@@ -106,6 +106,10 @@ pub struct EvalArgs {
     /// two are fused with --fusion (the first takes --weight).
     #[arg(long, value_name = "RUN", num_args = 1..=2)]
     from_runs: Vec<PathBuf>,
+    /// With two --from-runs: measure every fusion method at weights 0, 0.1, …, 1 (and RRF at
+    /// k = 10 and 60) and print one line each, to choose a fusion on train/dev queries.
+    #[arg(long, requires = "from_runs")]
+    fusion_grid: bool,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -132,7 +136,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         dataset.split
     );
     let method = match args.fusion {
-        Fusion::Rrf => FusionMethod::ReciprocalRank { k: args.rrf_k },
+        Fusion::Rrf => FusionMethod::ReciprocalRank { k: args.rrf_k, weight: args.weight },
         Fusion::Minmax => FusionMethod::Interpolation {
             weight: args.weight,
             normalization: Normalization::MinMax,
@@ -144,6 +148,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let options = EvalOptions { depth: args.depth, progress: true };
 
+    if args.fusion_grid {
+        return fusion_grid(&args, &dataset);
+    }
     let report = if !args.from_runs.is_empty() {
         let first = read_trec_run(&args.from_runs[0])?;
         let (run, name) = match args.from_runs.get(1) {
@@ -274,6 +281,69 @@ fn bm25_index(dataset: &Dataset, dir: Option<&Path>) -> anyhow::Result<Bm25Index
         dir.map(|d| format!(" into {}", d.display())).unwrap_or_default()
     );
     Ok(index)
+}
+
+/// `--fusion-grid`: every fusion setting of the two runs, measured on `dataset`'s queries.
+fn fusion_grid(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<()> {
+    let [first, second] = args.from_runs.as_slice() else {
+        bail!("--fusion-grid needs two --from-runs files: the SEAL run first, then the BM25 run");
+    };
+    let (first, second) = (read_trec_run(first)?, read_trec_run(second)?);
+    let mut methods: Vec<(String, f64, FusionMethod)> = Vec::new();
+    for step in 0..=10 {
+        let weight = f64::from(step) / 10.0;
+        for k in [10.0, 60.0] {
+            methods.push((
+                format!("rrf k={k}"),
+                weight,
+                FusionMethod::ReciprocalRank { k, weight },
+            ));
+        }
+        for (name, normalization) in
+            [("minmax", Normalization::MinMax), ("zscore", Normalization::ZScore)]
+        {
+            methods.push((
+                name.to_string(),
+                weight,
+                FusionMethod::Interpolation { weight, normalization },
+            ));
+        }
+    }
+    let mut rows = Vec::new();
+    for (name, weight, method) in methods {
+        let report = evaluate_run(dataset, fuse_runs(&first, &second, method, args.depth), &name);
+        rows.push((name, weight, report));
+    }
+    let columns: Vec<&str> = rows[0].2.metric_names();
+    let columns: Vec<&str> = columns
+        .into_iter()
+        .filter(|c| ["nDCG@10", "R@100", "answer@5", "answer@20", "MRR@10"].contains(c))
+        .collect();
+    let mut json_rows = Vec::new();
+    println!(
+        "fusion grid on {} ({}, {} queries); weight = the first run's share",
+        dataset.name,
+        dataset.split,
+        dataset.queries.len()
+    );
+    let header: Vec<String> = columns.iter().map(|c| format!("{c:>10}")).collect();
+    println!("{:<12} {:>6} {}", "method", "weight", header.join(" "));
+    for (name, weight, report) in &rows {
+        let values: Vec<String> =
+            columns.iter().map(|c| format!("{:>10.4}", report.mean[*c])).collect();
+        println!("{name:<12} {weight:>6.1} {}", values.join(" "));
+        let metrics: serde_json::Map<String, serde_json::Value> =
+            columns.iter().map(|c| (c.to_string(), report.mean[*c].into())).collect();
+        json_rows.push(serde_json::json!({"method": name, "weight": weight, "metrics": metrics}));
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let path = out.join("fusion-grid.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&json_rows)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn file_stem(path: &Path) -> String {

@@ -14,10 +14,13 @@ use std::collections::HashMap;
 /// How two rankings are fused.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FusionMethod {
-    /// Reciprocal-rank fusion: `Σ_lists 1 / (k + rank)`, rank 1-based.
+    /// Weighted reciprocal-rank fusion of two lists: `2w / (k + rank_a) + 2(1 − w) / (k + rank_b)`,
+    /// rank 1-based; `weight` = 0.5 is plain RRF (Cormack et al. 2009), with the same scores.
     ReciprocalRank {
         /// The damping constant (60 in Cormack et al. 2009).
         k: f64,
+        /// The weight `w` of the first list, in [0, 1].
+        weight: f64,
     },
     /// `weight · norm(a) + (1 − weight) · norm(b)` of per-query normalised scores.
     Interpolation {
@@ -30,7 +33,7 @@ pub enum FusionMethod {
 
 impl Default for FusionMethod {
     fn default() -> Self {
-        FusionMethod::ReciprocalRank { k: 60.0 }
+        FusionMethod::ReciprocalRank { k: 60.0, weight: 0.5 }
     }
 }
 
@@ -51,6 +54,22 @@ pub fn reciprocal_rank_fusion(lists: &[&[(String, Score)]], k: f64) -> Vec<(Stri
     for list in lists {
         for (position, (id, _)) in list.iter().enumerate() {
             *fused.entry(id.as_str()).or_default() += 1.0 / (k + (position + 1) as f64);
+        }
+    }
+    finish(fused)
+}
+
+/// Weighted reciprocal-rank fusion of two rankings (see [`FusionMethod::ReciprocalRank`]).
+pub fn weighted_reciprocal_rank_fusion(
+    a: &[(String, Score)],
+    b: &[(String, Score)],
+    k: f64,
+    weight: f64,
+) -> Vec<(String, Score)> {
+    let mut fused: HashMap<&str, Score> = HashMap::new();
+    for (list, list_weight) in [(a, 2.0 * weight), (b, 2.0 * (1.0 - weight))] {
+        for (position, (id, _)) in list.iter().enumerate() {
+            *fused.entry(id.as_str()).or_default() += list_weight / (k + (position + 1) as f64);
         }
     }
     finish(fused)
@@ -126,7 +145,9 @@ pub fn fuse(
     method: FusionMethod,
 ) -> Vec<(String, Score)> {
     match method {
-        FusionMethod::ReciprocalRank { k } => reciprocal_rank_fusion(&[a, b], k),
+        FusionMethod::ReciprocalRank { k, weight } => {
+            weighted_reciprocal_rank_fusion(a, b, k, weight)
+        }
         FusionMethod::Interpolation { weight, normalization } => {
             interpolate(a, b, weight, normalization)
         }
@@ -220,6 +241,23 @@ mod tests {
         );
     }
 
+    /// Weighted by hand, k = 10, w = 0.25: a = [x, y], b = [y, z].
+    /// x: 0.5/11; y: 0.5/12 + 1.5/11; z: 1.5/12. At w = 0.5 it equals plain RRF.
+    #[test]
+    fn weighted_rrf_by_hand() {
+        let a = list(&[("x", 9.0), ("y", 5.0)]);
+        let b = list(&[("y", 0.3), ("z", 0.2)]);
+        let fused = weighted_reciprocal_rank_fusion(&a, &b, 10.0, 0.25);
+        close(&fused, &[("y", 0.5 / 12.0 + 1.5 / 11.0), ("z", 1.5 / 12.0), ("x", 0.5 / 11.0)]);
+        let plain = reciprocal_rank_fusion(&[&a, &b], 60.0);
+        let weighted = weighted_reciprocal_rank_fusion(&a, &b, 60.0, 0.5);
+        assert_eq!(plain.len(), weighted.len());
+        for ((id, s), (id2, s2)) in plain.iter().zip(&weighted) {
+            assert_eq!(id, id2);
+            assert!((s - s2).abs() < 1e-15);
+        }
+    }
+
     /// Min-max by hand: a = x 10, y 6, z 2 → 1, 0.5, 0; b = y 3, w 1 → 1, 0.
     /// weight 0.25: x = .25·1 + .75·0 (missing → b's floor 0) = .25; y = .25·.5 + .75·1 = .875;
     /// z = 0 + 0 = 0; w = .25·0 (missing → a's floor 0) + 0 = 0. Tie z/w: id descending → z, w.
@@ -280,7 +318,7 @@ mod tests {
         let hybrid = Hybrid {
             first: Fixed("a", list(&[("x", 9.0), ("y", 5.0), ("z", 1.0)])),
             second: Fixed("b", list(&[("y", 0.3), ("w", 0.2)])),
-            method: FusionMethod::ReciprocalRank { k: 60.0 },
+            method: FusionMethod::ReciprocalRank { k: 60.0, weight: 0.5 },
             depth: 10,
             name: "hybrid".into(),
         };
