@@ -26,13 +26,29 @@ fn tokens(n: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-/// Median of `runs` timings of `f`, in milliseconds.
+/// CPU time of the calling thread in ms (`/proc/thread-self/schedstat`, first field: ns on a
+/// CPU), 0 where unavailable. At 1 thread all work runs on the calling thread, so this leaves out
+/// the time a loaded machine keeps it waiting for a core.
+fn thread_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e6)
+}
+
+/// Median of `runs` timings of `f`, in milliseconds (wall clock, or the calling thread's CPU
+/// time with `SEAL_BENCH_CPU=1`).
 fn time_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+    let cpu = std::env::var("SEAL_BENCH_CPU").is_ok_and(|v| v == "1");
     let mut times: Vec<f64> = (0..runs)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), thread_cpu_ms());
             f();
-            t.elapsed().as_secs_f64() * 1e3
+            if cpu {
+                thread_cpu_ms() - c
+            } else {
+                t.elapsed().as_secs_f64() * 1e3
+            }
         })
         .collect();
     times.sort_by(f64::total_cmp);
@@ -58,12 +74,31 @@ fn main() {
         std::process::exit(2);
     }
     let threads = candle_core::utils::get_num_threads();
-    println!("model {path}, threads (RAYON_NUM_THREADS) {threads}");
+    let clock = if std::env::var("SEAL_BENCH_CPU").is_ok_and(|v| v == "1") {
+        "thread CPU time"
+    } else {
+        "wall clock"
+    };
+    println!("model {path}, threads (RAYON_NUM_THREADS) {threads}, timing by {clock}");
     let t = Instant::now();
     let model = LlamaModel::load(std::path::Path::new(&path), &Device::Cpu).expect("load");
     println!("load: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
 
     let prompt = tokens(48, 1);
+    if let Some(beams) = args.iter().find_map(|a| a.strip_prefix("--profile-steps=")) {
+        // Only steps at one batch size, for a profiler: 40 steps from a 48-token prompt.
+        let beams: usize = beams.parse().expect("--profile-steps=B");
+        let (mut state, _) = model.prefill(&prompt).unwrap();
+        let mut parents = vec![0usize; beams];
+        let ms = time_ms(1, || {
+            for s in 0..40 {
+                model.step(&mut state, &parents, &tokens(beams, 1000 + s as u64)).unwrap();
+                parents = (0..beams).map(|b| (b * 7 + s) % beams).collect();
+            }
+        });
+        println!("40 steps at B={beams}: {:.1} ms per step", ms / 40.0);
+        return;
+    }
     let ms = time_ms(runs, || {
         model.prefill(&prompt).unwrap();
     });
@@ -79,13 +114,13 @@ fn main() {
             let mut times = Vec::new();
             for s in 0..steps {
                 let toks = tokens(beams, 1000 + s as u64);
-                let t = Instant::now();
-                if subset {
-                    model.step_subset(&mut state, &parents, &toks, &allowed_refs).unwrap();
-                } else {
-                    model.step(&mut state, &parents, &toks).unwrap();
-                }
-                times.push(t.elapsed().as_secs_f64() * 1e3);
+                times.push(time_ms(1, || {
+                    if subset {
+                        model.step_subset(&mut state, &parents, &toks, &allowed_refs).unwrap();
+                    } else {
+                        model.step(&mut state, &parents, &toks).unwrap();
+                    }
+                }));
                 // Beams fork and reorder like after a top-k selection.
                 parents = (0..beams).map(|b| (b * 7 + s) % beams).collect();
             }

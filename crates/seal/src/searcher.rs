@@ -33,7 +33,7 @@ use crate::docstore::DocStore;
 use crate::indexer::{index_error, read_manifest, Manifest, DOCS_FILE, FM_INDEX_FILE};
 use crate::model::llama::{DecodeState, LlamaModel, StepOutput};
 use crate::model::{hub, tokenizer::Tokenizer};
-use crate::prompt::{prompt, PromptKind, PromptStyle};
+use crate::prompt::{prompt, prompt_prefix, PromptKind, PromptStyle};
 use crate::score::{Candidate, CorpusView, KeyOrigin, KeySet, ScoredDoc, Scorer, ScoringSettings};
 use crate::{DocId, Error, ErrorKind, Result, Score, TokenId};
 use seal_index::FmIndex;
@@ -207,6 +207,15 @@ pub struct Searcher {
     first_token_ok: Vec<bool>,
     /// The token a title answer ends with (`"\n"`), scored in place of the title delimiter.
     title_end_token: Option<TokenId>,
+    /// The query-independent start of each prompt (style × kind), prefilled once on first use
+    /// and shared by every query and thread; `None` when that prompt has no usable prefix.
+    prefixes: [std::sync::OnceLock<Option<PromptPrefix>>; 4],
+}
+
+/// A prefilled prompt prefix: its token ids and the model's state after them.
+struct PromptPrefix {
+    tokens: Vec<TokenId>,
+    state: DecodeState,
 }
 
 impl Searcher {
@@ -271,7 +280,36 @@ impl Searcher {
             model,
             first_token_ok,
             title_end_token,
+            prefixes: Default::default(),
         })
+    }
+
+    /// The prefilled query-independent prefix of a prompt, computed on first use. Its tokens
+    /// are those that every full prompt of this style and kind starts with: the tokens of
+    /// [`prompt_prefix`] up to where they agree with a whole prompt's tokens (a boundary token
+    /// could merge with the query's text); [`ModelAdapter::prefill`] checks the match anyway.
+    fn prompt_prefix(&self, style: PromptStyle, kind: PromptKind) -> Option<&PromptPrefix> {
+        let slot = match (style, kind) {
+            (PromptStyle::FewShot, PromptKind::Body) => 0,
+            (PromptStyle::FewShot, PromptKind::Title) => 1,
+            (PromptStyle::Plain, PromptKind::Body) => 2,
+            (PromptStyle::Plain, PromptKind::Title) => 3,
+        };
+        self.prefixes[slot]
+            .get_or_init(|| {
+                let mut tokens = self.bos_ids();
+                tokens.extend(self.tokenizer.encode(&prompt_prefix(style, kind)).ok()?);
+                let whole = self.prompt_ids(style, kind, "x").ok()?;
+                let common = tokens.iter().zip(&whole).take_while(|(a, b)| a == b).count();
+                // Leave at least one token to continue with (its log-softmax is the answer).
+                tokens.truncate(common.min(whole.len().saturating_sub(1)));
+                if tokens.is_empty() {
+                    return None;
+                }
+                let (state, _) = self.model.prefill(&tokens).ok()?;
+                Some(PromptPrefix { tokens, state })
+            })
+            .as_ref()
     }
 
     /// The index directory.
@@ -327,7 +365,15 @@ impl Searcher {
         // 1. Body n-grams.
         let t = Instant::now();
         let body_prompt = self.prompt_ids(settings.prompt, PromptKind::Body, &query_text)?;
-        let model = ModelAdapter(&self.model);
+        let mut prefixes = vec![self.prompt_prefix(settings.prompt, PromptKind::Body)];
+        if settings.titles {
+            prefixes.push(self.prompt_prefix(settings.prompt, PromptKind::Title));
+        }
+        let model = ModelAdapter {
+            model: &self.model,
+            prefixes: prefixes.into_iter().flatten().collect(),
+            last_prefill: Default::default(),
+        };
         let first_ok = |id: TokenId| self.first_token_ok.get(id as usize).copied().unwrap_or(false);
         let body = constrained_beam_search(
             &model,
@@ -512,12 +558,14 @@ impl Searcher {
         kind: PromptKind,
         query: &str,
     ) -> Result<Vec<TokenId>> {
-        let mut ids = Vec::new();
-        if let Some(bos) = self.tokenizer.bos_id().filter(|_| self.tokenizer.add_bos()) {
-            ids.push(bos);
-        }
+        let mut ids = self.bos_ids();
         ids.extend(self.tokenizer.encode(&prompt(style, kind, query))?);
         Ok(ids)
+    }
+
+    /// The BOS token when the tokenizer asks for one, else nothing.
+    fn bos_ids(&self) -> Vec<TokenId> {
+        self.tokenizer.bos_id().filter(|_| self.tokenizer.add_bos()).into_iter().collect()
     }
 }
 
@@ -626,8 +674,18 @@ impl CorpusView for FmCorpus<'_> {
     }
 }
 
-/// The llama model as the decoder's [`BeamModel`].
-struct ModelAdapter<'a>(&'a LlamaModel);
+/// The llama model as the decoder's [`BeamModel`], for one query: a prompt that starts with one
+/// of the prefilled `prefixes` is continued from it, and the last prefill is remembered (the body
+/// prompt is decoded from and then scores the query n-grams), so neither the few-shot examples
+/// nor a query's prompt run twice. Same numbers as prefilling each prompt from scratch.
+struct ModelAdapter<'a> {
+    model: &'a LlamaModel,
+    prefixes: Vec<&'a PromptPrefix>,
+    last_prefill: std::cell::RefCell<Option<Prefilled>>,
+}
+
+/// A prompt, the state after it and its last log-softmax.
+type Prefilled = (Vec<TokenId>, DecodeState, Vec<f32>);
 
 impl LogProbRows for StepOutput {
     fn row(&self, b: usize) -> &[f32] {
@@ -640,7 +698,21 @@ impl BeamModel for ModelAdapter<'_> {
     type Rows = StepOutput;
 
     fn prefill(&self, prompt: &[TokenId]) -> Result<(DecodeState, Vec<f32>)> {
-        self.0.prefill(prompt)
+        if let Some((tokens, state, first)) = self.last_prefill.borrow().as_ref() {
+            if tokens == prompt {
+                return Ok((state.clone(), first.clone()));
+            }
+        }
+        let prefix = self
+            .prefixes
+            .iter()
+            .find(|p| prompt.len() > p.tokens.len() && prompt.starts_with(&p.tokens));
+        let (state, first) = match prefix {
+            Some(p) => self.model.prefill_continue(&p.state, &prompt[p.tokens.len()..])?,
+            None => self.model.prefill(prompt)?,
+        };
+        *self.last_prefill.borrow_mut() = Some((prompt.to_vec(), state.clone(), first.clone()));
+        Ok((state, first))
     }
 
     fn step(
@@ -649,7 +721,7 @@ impl BeamModel for ModelAdapter<'_> {
         parents: &[usize],
         tokens: &[TokenId],
     ) -> Result<StepOutput> {
-        self.0.step(state, parents, tokens)
+        self.model.step(state, parents, tokens)
     }
 
     fn score_continuations(
@@ -657,7 +729,7 @@ impl BeamModel for ModelAdapter<'_> {
         prompt: &[TokenId],
         continuations: &[Vec<TokenId>],
     ) -> Result<Vec<Vec<f32>>> {
-        self.0.score_continuations(prompt, continuations)
+        self.model.score_continuations(prompt, continuations)
     }
 }
 

@@ -373,6 +373,69 @@ impl LlamaModel {
         Ok((state, logits))
     }
 
+    /// Continues a prefilled prompt with more prompt tokens: the returned state is the prompt
+    /// `prefix + tokens` (one beam, ready for [`Self::step`]) and the vector the log-softmax
+    /// after its last token. `prefix` is left untouched, so one prefilled prefix (e.g. the
+    /// query-independent part of a few-shot prompt) serves many queries; only `tokens` are
+    /// computed. The numbers are those of prefilling `prefix + tokens` at once (every row of a
+    /// prompt attends to the same entries in the same order; the kernels are per-row).
+    ///
+    /// # Errors
+    /// `tokens` is empty, `prefix` is not a freshly prefilled state (it has taken steps), a token
+    /// is outside the vocabulary, or the whole prompt is longer than the context.
+    pub fn prefill_continue(
+        &self,
+        prefix: &DecodeState,
+        tokens: &[u32],
+    ) -> Result<(DecodeState, Vec<f32>)> {
+        if tokens.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "no tokens to continue the prompt with; give at least one token",
+            ));
+        }
+        if prefix.paths.len() != 1 || !prefix.paths[0].is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "prefill_continue needs a state straight from prefill or prefill_continue, \
+                 before any step",
+            ));
+        }
+        self.check_tokens(tokens)?;
+        let start = prefix.prompt_len;
+        let total = start + tokens.len();
+        self.check_position(total - 1)?;
+        let kv = self.config.head_count_kv * self.config.head_dim;
+        let grow = |pool: &Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+            pool.iter()
+                .map(|layer| {
+                    let mut v = Vec::with_capacity((total + 256) * kv);
+                    v.extend_from_slice(&layer[..start * kv]);
+                    v
+                })
+                .collect()
+        };
+        let mut state = DecodeState {
+            prompt_len: total,
+            keys: grow(&prefix.keys),
+            values: grow(&prefix.values),
+            entries: start,
+            paths: vec![Vec::new()],
+        };
+        let positions: Vec<usize> = (start..total).collect();
+        let attend = Attend {
+            contiguous: (start + 1..=total).collect(),
+            extra: Vec::new(),
+            extra_start: vec![0; tokens.len() + 1],
+        };
+        let hidden = self.forward(&mut state, tokens, &positions, &attend);
+        let d = self.config.embedding_length;
+        let mut logits = vec![0f32; self.config.vocab_size];
+        self.head_full(&hidden[(tokens.len() - 1) * d..], 1, &mut logits);
+        log_softmax_in_place(&mut logits);
+        Ok((state, logits))
+    }
+
     /// The prompt's forward pass in one batch: a new state holding its cache, and the final
     /// hidden rows.
     fn run_prompt(&self, prompt: &[u32]) -> Result<(DecodeState, Vec<f32>)> {
@@ -865,11 +928,9 @@ fn apply_rope(h: &mut [f32], cos: &[f32], sin: &[f32], adjacent_pairs: bool) {
     }
 }
 
-/// log Σ exp(x), stable.
+/// log Σ exp(x), stable ([`ops::logsumexp_row`]).
 pub fn logsumexp(x: &[f32]) -> f32 {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let sum: f32 = x.iter().map(|&v| (v - max).exp()).sum();
-    max + sum.ln()
+    ops::logsumexp_row(x)
 }
 
 fn log_softmax_in_place(x: &mut [f32]) {
