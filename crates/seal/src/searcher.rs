@@ -225,9 +225,26 @@ impl Searcher {
     /// When the index is missing or corrupt, or the model is not the one the index was built
     /// with (its fingerprint differs).
     pub fn open(dir: &Path, model_path: &Path) -> Result<Searcher> {
+        Self::open_with_adapter(dir, model_path, None)
+    }
+
+    /// [`Self::open`], with a trained adapter ([`crate::train::adapter`]) merged into the model.
+    /// A model merged by `seal model merge` opens the indexes of its base model (they share the
+    /// tokenizer).
+    ///
+    /// # Errors
+    /// As [`Self::open`], and an adapter trained on another model.
+    pub fn open_with_adapter(
+        dir: &Path,
+        model_path: &Path,
+        adapter: Option<&Path>,
+    ) -> Result<Searcher> {
         let manifest = read_manifest(dir)?;
         let fingerprint = hub::fingerprint(model_path)?;
-        if fingerprint != manifest.model.fingerprint {
+        if fingerprint != manifest.model.fingerprint
+            && crate::train::adapter::base_fingerprint_of(model_path).as_ref()
+                != Some(&manifest.model.fingerprint)
+        {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!(
@@ -256,7 +273,17 @@ impl Searcher {
             ));
         }
         let tokenizer = Tokenizer::from_gguf(model_path)?;
-        let model = LlamaModel::load(model_path, &candle_core::Device::Cpu)?;
+        let model = match adapter {
+            None => LlamaModel::load(model_path, &candle_core::Device::Cpu)?,
+            Some(adapter) => {
+                crate::train::adapter::load_model_with_adapter(
+                    model_path,
+                    adapter,
+                    Default::default(),
+                )?
+                .0
+            }
+        };
         let first_token_ok = (0..tokenizer.vocab_size() as TokenId)
             .map(|id| {
                 tokenizer.is_word_start(id)

@@ -97,6 +97,10 @@ pub struct EvalArgs {
     /// model, or smollm2-135m when the index must be built).
     #[arg(long)]
     model: Option<String>,
+    /// A trained adapter directory (`seal train`) merged into the model (--system seal|hybrid);
+    /// its prompt style is used.
+    #[arg(long, value_name = "DIR")]
+    adapter: Option<PathBuf>,
     #[command(flatten)]
     decode: crate::cli::search::DecodeArgs,
     /// Model cache directory (default: $SEAL_CACHE_DIR, else ~/.cache/seal).
@@ -244,9 +248,19 @@ fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<dyn 
             dir
         }
     };
-    let searcher =
-        crate::cli::search::open_searcher(Some(&index), args.model.as_deref(), Some(&cache), true)?;
-    let settings = args.decode.to_settings();
+    let searcher = crate::cli::search::open_searcher_with_adapter(
+        Some(&index),
+        args.model.as_deref(),
+        Some(&cache),
+        true,
+        args.adapter.as_deref(),
+    )?;
+    let mut settings = args.decode.to_settings();
+    if let Some(style) =
+        crate::cli::search::trained_prompt_style(args.model.as_deref(), args.adapter.as_deref())?
+    {
+        settings.prompt = style;
+    }
     Ok(Box::new(seal::searcher::SealRetriever { searcher, settings, name: "seal".to_owned() }))
 }
 

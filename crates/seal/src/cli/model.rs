@@ -79,6 +79,24 @@ enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a GGUF with a trained adapter (`seal train`) merged in; it loads like any model
+    /// (`--model FILE.gguf`) and opens the base model's indexes.
+    Merge {
+        /// The adapter directory.
+        #[arg(long, value_name = "DIR")]
+        adapter: PathBuf,
+        /// The merged GGUF to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The base model [default: the one named in the adapter's manifest].
+        #[arg(long)]
+        model: Option<String>,
+        /// Store the merged matrices as dense f32 (exact) instead of Q8_0.
+        #[arg(long)]
+        f32: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
 }
 
 pub fn run(args: ModelArgs) -> anyhow::Result<()> {
@@ -94,6 +112,9 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
                 (None, None) => anyhow::bail!("give a TEXT or --file PATH"),
             };
             tokenize(&model, &text, &cache.dir(), json, summary)
+        }
+        ModelCommand::Merge { adapter, out, model, f32, cache } => {
+            merge(&adapter, &out, model.as_deref(), f32, &cache.dir())
         }
     }
 }
@@ -385,5 +406,27 @@ fn tokenize(
             format!("{:?}", tokenizer.token_text(id).unwrap_or_default()),
         );
     }
+    Ok(())
+}
+
+fn merge(
+    adapter: &std::path::Path,
+    out: &std::path::Path,
+    model: Option<&str>,
+    f32: bool,
+    cache: &std::path::Path,
+) -> anyhow::Result<()> {
+    use seal::train::adapter::{read_adapter_manifest, write_merged_gguf, MergeFormat};
+    let manifest = read_adapter_manifest(adapter)?;
+    let base = hub::resolve_model(model.unwrap_or(&manifest.base_model.name), cache, true)?;
+    let format = if f32 { MergeFormat::F32 } else { MergeFormat::Q8_0 };
+    write_merged_gguf(&base, adapter, out, format)?;
+    eprintln!(
+        "wrote {} ({:?} merged matrices; search it with --model {} and the prompt style `{}`, picked automatically)",
+        out.display(),
+        format,
+        out.display(),
+        manifest.prompt_style
+    );
     Ok(())
 }

@@ -34,6 +34,10 @@ pub struct SearchArgs {
     pub model: Option<String>,
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// A trained adapter directory (`seal train`), merged into the model at load; the search
+    /// then uses the prompt style the adapter was trained with.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// Print JSON (one object per query) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -110,11 +114,23 @@ impl DecodeArgs {
 }
 
 /// Opens the searcher for `index` (or the bundled sample) with `model` (or the index's own).
+#[allow(dead_code)] // the entry point of other subcommands (serve)
 pub fn open_searcher(
     index: Option<&Path>,
     model: Option<&str>,
     cache_dir: Option<&Path>,
     progress: bool,
+) -> anyhow::Result<Searcher> {
+    open_searcher_with_adapter(index, model, cache_dir, progress, None)
+}
+
+/// [`open_searcher`] with a trained adapter (`seal train`) merged into the model.
+pub fn open_searcher_with_adapter(
+    index: Option<&Path>,
+    model: Option<&str>,
+    cache_dir: Option<&Path>,
+    progress: bool,
+    adapter: Option<&Path>,
 ) -> anyhow::Result<Searcher> {
     let cache = cache_dir.map(Path::to_path_buf).unwrap_or_else(hub::default_cache_dir);
     let dir = match index {
@@ -124,7 +140,20 @@ pub fn open_searcher(
     let manifest = read_manifest(&dir)?;
     let model_name = model.map(str::to_owned).unwrap_or(manifest.model.name.clone());
     let gguf = hub::resolve_model(&model_name, &cache, progress)?;
-    Searcher::open(&dir, &gguf).with_context(|| format!("opening the index in {}", dir.display()))
+    Searcher::open_with_adapter(&dir, &gguf, adapter)
+        .with_context(|| format!("opening the index in {}", dir.display()))
+}
+
+/// The prompt style a trained model must be searched with: the adapter's, or the one a merged
+/// GGUF records (`seal model merge`); `None` for a base model.
+pub fn trained_prompt_style(
+    model: Option<&str>,
+    adapter: Option<&Path>,
+) -> anyhow::Result<Option<PromptStyle>> {
+    if let Some(dir) = adapter {
+        return Ok(Some(seal::train::adapter::read_adapter_manifest(dir)?.prompt_style()?));
+    }
+    Ok(model.map(Path::new).filter(|p| p.is_file()).and_then(seal::train::adapter::prompt_style_of))
 }
 
 /// The index of the bundled sample for `model`, built on first use under the cache directory.
@@ -162,14 +191,18 @@ fn read_corpus_from_str(text: &str) -> seal::corpus::CorpusReader {
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
-    let settings = args.settings.to_settings();
+    let mut settings = args.settings.to_settings();
     let progress = !args.json;
-    let searcher = open_searcher(
+    let searcher = open_searcher_with_adapter(
         args.index.as_deref(),
         args.model.as_deref(),
         args.cache_dir.as_deref(),
         progress,
+        args.adapter.as_deref(),
     )?;
+    if let Some(style) = trained_prompt_style(args.model.as_deref(), args.adapter.as_deref())? {
+        settings.prompt = style;
+    }
     if let (Some(queries), Some(run)) = (&args.queries, &args.run) {
         return run_batch(&searcher, &settings, queries, run, args.json);
     }

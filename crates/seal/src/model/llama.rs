@@ -178,6 +178,20 @@ impl LlamaModel {
     /// # Errors
     /// As [`Self::load`].
     pub fn load_with_precision(gguf: &Path, device: &Device, precision: Precision) -> Result<Self> {
+        Self::load_with_overrides(gguf, device, precision, Default::default())
+    }
+
+    /// [`Self::load_with_precision`], with some tensors replaced by `overrides` (by GGUF name,
+    /// same shapes), e.g. weights merged with a trained adapter ([`crate::train::adapter`]).
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn load_with_overrides(
+        gguf: &Path,
+        device: &Device,
+        precision: Precision,
+        mut overrides: std::collections::HashMap<String, candle_core::quantized::QTensor>,
+    ) -> Result<Self> {
         let int8 = precision == Precision::Int8Activations;
         if !device.is_cpu() {
             return Err(model_err(
@@ -194,6 +208,9 @@ impl LlamaModel {
         let config = read_config(&content, gguf)?;
 
         let mut tensor = |name: &str| -> Result<candle_core::quantized::QTensor> {
+            if let Some(t) = overrides.remove(name) {
+                return Ok(t);
+            }
             content
                 .tensor(&mut reader, name, &Device::Cpu)
                 .map_err(candle_err(format!("{}: cannot read tensor `{name}`", gguf.display())))
@@ -940,7 +957,11 @@ fn log_softmax_in_place(x: &mut [f32]) {
     }
 }
 
-fn read_config(content: &gguf_file::Content, path: &Path) -> Result<LlamaConfig> {
+/// The hyper-parameters of a llama-family GGUF (also used by the trainer).
+///
+/// # Errors
+/// Missing or inconsistent metadata.
+pub fn read_config(content: &gguf_file::Content, path: &Path) -> Result<LlamaConfig> {
     let get = |key: &str| -> Result<&gguf_file::Value> {
         content.metadata.get(key).ok_or_else(|| {
             model_err(format!(

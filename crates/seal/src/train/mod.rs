@@ -1,0 +1,19 @@
+//! Training: adapt the language model to a corpus (and its queries, where judged ones exist) in
+//! SEAL's recipe (SEAL.md §4), so that it writes n-grams of relevant passages.
+//!
+//! Layers: [`data`] makes the training pairs (JSONL-serializable), [`net`] is the differentiable
+//! network (full fine-tuning or LoRA), [`optim`] is AdamW with its schedule, [`trainer`] is the
+//! loop (batching, held-out loss, checkpoints), [`adapter`] writes trained weights and merges
+//! them into the inference model or a GGUF file.
+//!
+//! Not for: search (a trained model is used through [`crate::model::llama`] after merging);
+//! command-line concerns (`src/cli/train.rs`).
+
+pub mod adapter;
+pub mod data;
+pub mod net;
+pub mod optim;
+pub mod trainer;
+
+#[cfg(test)]
+mod tests;
