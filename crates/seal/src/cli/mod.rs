@@ -5,6 +5,7 @@ mod index;
 mod model;
 mod progress;
 mod search;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -29,6 +30,8 @@ enum Command {
     Model(model::ModelArgs),
     /// Evaluate a retrieval system on a BEIR-layout dataset.
     Eval(eval::EvalArgs),
+    /// Serve an index over HTTP: a JSON API and a search page.
+    Serve(serve::ServeArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -38,6 +41,7 @@ pub fn main() -> ExitCode {
         Command::Index(args) => index::run(args),
         Command::Model(args) => model::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
