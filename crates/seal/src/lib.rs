@@ -18,6 +18,7 @@ pub mod model;
 pub mod prompt;
 pub mod score;
 pub mod searcher;
+pub mod serve;
 pub mod train;
 
 pub use error::{Error, ErrorKind, Result};

@@ -5,6 +5,7 @@ mod index;
 mod model;
 mod progress;
 mod search;
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Make training pairs (`seal train data`) and fine-tune the model on them.
     Train(train::TrainArgs),
+    /// Serve an index over HTTP: a JSON API and a search page.
+    Serve(serve::ServeArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -42,6 +45,7 @@ pub fn main() -> ExitCode {
         Command::Model(args) => model::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Train(args) => train::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
