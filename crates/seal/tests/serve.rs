@@ -396,7 +396,11 @@ fn chromium() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    eprintln!(
+    // Straight to the process's stderr: `eprintln!` would be captured by the test harness and
+    // never shown for a passing test.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "\n*** SKIPPED the browser test: no Chromium at {} (install Debian's `chromium`, or set \
          SEAL_CHROMIUM to a Chromium binary) ***\n",
         path.display()

@@ -27,9 +27,10 @@
 //! started; a running one finishes in the background and keeps its worker). On shutdown the
 //! listener stops accepting and in-flight requests finish.
 //!
-//! Batching the model steps of concurrent queries into one step is not done: measurements
-//! (BENCHMARKS-serve.md) showed that a step's cost grows about linearly with its rows on CPU,
-//! so batching would not raise throughput here.
+//! Batching the model steps of concurrent queries into one step is not done: on CPU a step's
+//! cost grows about linearly with its rows beyond a few beams (the model benchmark in
+//! BENCHMARKS.md), so it would save little; running several searches at once, one thread each,
+//! did much better (BENCHMARKS-serve.md).
 //!
 //! **Architecture Invariant**: only `src/serve/` knows HTTP; nothing a client sends can panic the
 //! server or take a worker for longer than one search.
