@@ -1076,7 +1076,7 @@ mod x86 {
 
     /// [`super::attend_head`] in 16 lanes (`qh.len()` a multiple of 16, at most 256).
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     pub unsafe fn attend_head_512(
         qh: &[f32],
         keys: &[f32],
