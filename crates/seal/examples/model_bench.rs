@@ -3,7 +3,7 @@
 //! matrix kernels that were chosen between.
 //!
 //! ```text
-//! cargo run --release -p seal --example model_bench -- [MODEL.gguf] [--quick]
+//! cargo run --release -p seal --example model_bench -- [MODEL.gguf] [--quick] [--no-kernels]
 //! ```
 //! The model path defaults to `$SEAL_TEST_SMOLLM2`. Threads: candle's pool, sized by
 //! `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: the physical cores); run with
@@ -154,8 +154,10 @@ fn main() {
         "score_continuations: 100 continuations of 4 tokens after a 48-token prompt: {ms:.0} ms"
     );
 
-    println!("\nkernel choice (one matrix, ms per product):");
-    kernels(quick);
+    if !args.iter().any(|a| a == "--no-kernels") {
+        println!("\nkernel choice (one matrix, ms per product):");
+        kernels(quick);
+    }
 }
 
 /// Our Q4_1 kernel vs candle's QMatMul on the same Q4_1 data vs a dequantized f32 matmul.

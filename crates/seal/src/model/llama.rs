@@ -844,50 +844,27 @@ impl LlamaModel {
         candle_core::utils::barrier_pool().execute_chunked(n * n_head, |items| {
             let out_ptr = &out_ptr;
             let mut scores = Vec::new();
-            let mut acc = vec![0f32; hd];
             for item in items {
                 let (r, h) = (item / n_head, item % n_head);
                 let g = h / group;
                 let qh = &q[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
                 let extra = &attend.extra[attend.extra_start[r]..attend.extra_start[r + 1]];
-                let entry = |i: usize| -> usize {
-                    if i < attend.contiguous[r] {
-                        i
-                    } else {
-                        extra[i - attend.contiguous[r]] as usize
-                    }
-                };
-                let len = attend.contiguous[r] + extra.len();
-                scores.clear();
-                let mut max = f32::NEG_INFINITY;
-                for i in 0..len {
-                    let e = entry(i);
-                    let kv = &keys[e * kv_dim + g * hd..e * kv_dim + (g + 1) * hd];
-                    let s = ops::dot_f32(qh, kv) * scale;
-                    max = max.max(s);
-                    scores.push(s);
-                }
-                let mut sum = 0f32;
-                for s in scores.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for (i, &w) in scores.iter().enumerate() {
-                    let e = entry(i);
-                    let vv = &values[e * kv_dim + g * hd..e * kv_dim + (g + 1) * hd];
-                    for (a, &x) in acc.iter_mut().zip(vv) {
-                        *a += w * x;
-                    }
-                }
-                let inv = 1.0 / sum;
                 // SAFETY: each (row, head) item writes its own disjoint slice of `out`.
                 let dst = unsafe {
                     std::slice::from_raw_parts_mut(out_ptr.0.add(r * q_dim + h * hd), hd)
                 };
-                for (o, a) in dst.iter_mut().zip(&acc) {
-                    *o = a * inv;
-                }
+                ops::attend_head(
+                    qh,
+                    keys,
+                    values,
+                    kv_dim,
+                    g * hd,
+                    attend.contiguous[r],
+                    extra,
+                    scale,
+                    &mut scores,
+                    dst,
+                );
             }
         });
     }

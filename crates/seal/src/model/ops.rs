@@ -686,6 +686,67 @@ pub fn logsumexp_row(x: &[f32]) -> f32 {
     max + sum.ln()
 }
 
+/// Attention of one query head `qh` over cache entries `0..contiguous` then `extra`, whose keys
+/// and values are `keys[e * kv_dim + offset..][..qh.len()]` (same for `values`): softmax of the
+/// scaled dot products, then the weighted sum of the values, written to `out`. `scores` is
+/// scratch. With AVX-512 (head sizes that are multiples of 16, up to 256) in 16 lanes; the
+/// numbers of a row never depend on other rows.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_head(
+    qh: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    kv_dim: usize,
+    offset: usize,
+    contiguous: usize,
+    extra: &[u32],
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let hd = qh.len();
+    let entry = |i: usize| -> usize {
+        if i < contiguous {
+            i
+        } else {
+            extra[i - contiguous] as usize
+        }
+    };
+    let len = contiguous + extra.len();
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::detect() == Kernel::Avx512 && hd.is_multiple_of(16) && hd <= 256 {
+        // SAFETY: AVX-512F detected; every entry index is a row of the pools (the caller's
+        // invariant, checked by the slice indexing below in debug builds).
+        unsafe {
+            return x86::attend_head_512(
+                qh, keys, values, kv_dim, offset, &entry, len, scale, scores, out,
+            );
+        }
+    }
+    scores.clear();
+    let mut max = f32::NEG_INFINITY;
+    for i in 0..len {
+        let e = entry(i);
+        let s = dot_f32(qh, &keys[e * kv_dim + offset..e * kv_dim + offset + hd]) * scale;
+        max = max.max(s);
+        scores.push(s);
+    }
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    out.iter_mut().for_each(|a| *a = 0.0);
+    for (i, &w) in scores.iter().enumerate() {
+        let e = entry(i);
+        for (a, &x) in out.iter_mut().zip(&values[e * kv_dim + offset..e * kv_dim + offset + hd]) {
+            *a += w * x;
+        }
+    }
+    let inv = 1.0 / sum;
+    out.iter_mut().for_each(|a| *a *= inv);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{ActBlock, BLOCK};
@@ -1011,6 +1072,65 @@ mod x86 {
             sum += (v - max).exp();
         }
         max + sum.ln()
+    }
+
+    /// [`super::attend_head`] in 16 lanes (`qh.len()` a multiple of 16, at most 256).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    pub unsafe fn attend_head_512(
+        qh: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        kv_dim: usize,
+        offset: usize,
+        entry: &dyn Fn(usize) -> usize,
+        len: usize,
+        scale: f32,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let chunks = qh.len() / 16;
+        let mut q = [_mm512_setzero_ps(); 16];
+        for c in 0..chunks {
+            q[c] = _mm512_loadu_ps(qh.as_ptr().add(c * 16));
+        }
+        scores.clear();
+        scores.resize(len.next_multiple_of(16), f32::NEG_INFINITY);
+        let mut max = f32::NEG_INFINITY;
+        for i in 0..len {
+            let k = &keys[entry(i) * kv_dim + offset..][..chunks * 16];
+            let mut acc = _mm512_mul_ps(q[0], _mm512_loadu_ps(k.as_ptr()));
+            for c in 1..chunks {
+                acc = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(k.as_ptr().add(c * 16)), acc);
+            }
+            let s = _mm512_reduce_add_ps(acc) * scale;
+            max = max.max(s);
+            *scores.get_unchecked_mut(i) = s;
+        }
+        let mv = _mm512_set1_ps(max);
+        let mut sum = _mm512_setzero_ps();
+        for c in 0..scores.len() / 16 {
+            let p = scores.as_mut_ptr().add(c * 16);
+            // Padding lanes (past `len`) must add nothing.
+            let valid = len - c * 16;
+            let mask: __mmask16 = if valid >= 16 { 0xffff } else { (1u16 << valid) - 1 };
+            let e = _mm512_maskz_mov_ps(mask, exp_512(_mm512_sub_ps(_mm512_loadu_ps(p), mv)));
+            _mm512_storeu_ps(p, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        let inv = 1.0 / _mm512_reduce_add_ps(sum);
+        let mut acc = [_mm512_setzero_ps(); 16];
+        for i in 0..len {
+            let w = _mm512_set1_ps(*scores.get_unchecked(i));
+            let v = &values[entry(i) * kv_dim + offset..][..chunks * 16];
+            for c in 0..chunks {
+                acc[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v.as_ptr().add(c * 16)), acc[c]);
+            }
+        }
+        let iv = _mm512_set1_ps(inv);
+        for c in 0..chunks {
+            _mm512_storeu_ps(out.as_mut_ptr().add(c * 16), _mm512_mul_ps(acc[c], iv));
+        }
     }
 
     /// A quantized weight format whose 32-weight blocks decode exactly to two 16-lane registers
