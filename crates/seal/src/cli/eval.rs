@@ -84,14 +84,15 @@ pub struct EvalArgs {
     /// default).
     #[arg(long)]
     bm25_exact_lengths: bool,
-    /// Hybrid fusion method.
-    #[arg(long, value_enum, default_value_t = Fusion::Rrf)]
+    /// Hybrid fusion method. The default (z-score interpolation, SEAL weight 0.2) was chosen on
+    /// SciFact's train queries with --fusion-grid (BENCHMARKS.md, "Choosing the hybrid").
+    #[arg(long, value_enum, default_value_t = Fusion::Zscore)]
     fusion: Fusion,
     /// Reciprocal-rank fusion constant.
     #[arg(long, default_value_t = 60.0)]
     rrf_k: f64,
     /// Fusion weight of SEAL (BM25 gets 1 − weight), for rrf, minmax and zscore.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.2)]
     weight: f64,
     /// Model for --system seal|hybrid: a known name or a GGUF path (default: the index's own
     /// model, or smollm2-135m when the index must be built).
