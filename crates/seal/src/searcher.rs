@@ -31,7 +31,8 @@ use crate::decode::{
 };
 use crate::docstore::DocStore;
 use crate::indexer::{index_error, read_manifest, Manifest, DOCS_FILE, FM_INDEX_FILE};
-use crate::model::llama::{DecodeState, LlamaModel, StepOutput};
+use crate::model::llama::{DecodeState, StepOutput};
+use crate::model::LanguageModel;
 use crate::model::{hub, tokenizer::Tokenizer};
 use crate::prompt::{prompt, PromptKind, PromptStyle};
 use crate::score::{Candidate, CorpusView, KeyOrigin, KeySet, ScoredDoc, Scorer, ScoringSettings};
@@ -202,7 +203,7 @@ pub struct Searcher {
     index: FmIndex,
     docs: DocStore,
     tokenizer: Tokenizer,
-    model: LlamaModel,
+    model: LanguageModel,
     /// `first_token_ok[id]`: may a body n-gram start with this token?
     first_token_ok: Vec<bool>,
     /// The token a title answer ends with (`"\n"`), scored in place of the title delimiter.
@@ -247,7 +248,7 @@ impl Searcher {
             ));
         }
         let tokenizer = Tokenizer::from_gguf(model_path)?;
-        let model = LlamaModel::load(model_path, &candle_core::Device::Cpu)?;
+        let model = crate::model::load(model_path)?;
         let first_token_ok = (0..tokenizer.vocab_size() as TokenId)
             .map(|id| {
                 tokenizer.is_word_start(id)
@@ -626,8 +627,8 @@ impl CorpusView for FmCorpus<'_> {
     }
 }
 
-/// The llama model as the decoder's [`BeamModel`].
-struct ModelAdapter<'a>(&'a LlamaModel);
+/// The language model as the decoder's [`BeamModel`].
+struct ModelAdapter<'a>(&'a LanguageModel);
 
 impl LogProbRows for StepOutput {
     fn row(&self, b: usize) -> &[f32] {
