@@ -31,7 +31,8 @@ use crate::decode::{
 };
 use crate::docstore::DocStore;
 use crate::indexer::{index_error, read_manifest, Manifest, DOCS_FILE, FM_INDEX_FILE};
-use crate::model::llama::{DecodeState, LlamaModel, StepOutput};
+use crate::model::llama::{DecodeState, StepOutput};
+use crate::model::LanguageModel;
 use crate::model::{hub, tokenizer::Tokenizer};
 use crate::prompt::{prompt, prompt_prefix, PromptKind, PromptStyle};
 use crate::score::{Candidate, CorpusView, KeyOrigin, KeySet, ScoredDoc, Scorer, ScoringSettings};
@@ -206,7 +207,7 @@ pub struct Searcher {
     index: FmIndex,
     docs: DocStore,
     tokenizer: Tokenizer,
-    model: LlamaModel,
+    model: LanguageModel,
     /// `first_token_ok[id]`: may a body n-gram start with this token?
     first_token_ok: Vec<bool>,
     /// The token a title answer ends with (`"\n"`), scored in place of the title delimiter.
@@ -278,15 +279,14 @@ impl Searcher {
         }
         let tokenizer = Tokenizer::from_gguf(model_path)?;
         let model = match adapter {
-            None => LlamaModel::load(model_path, &candle_core::Device::Cpu)?,
-            Some(adapter) => {
-                crate::train::adapter::load_model_with_adapter(
-                    model_path,
-                    adapter,
-                    Default::default(),
-                )?
-                .0
-            }
+            None => crate::model::load(model_path)?,
+            Some(adapter) => crate::train::adapter::load_model_with_adapter(
+                model_path,
+                adapter,
+                Default::default(),
+            )?
+            .0
+            .into(),
         };
         let first_token_ok = (0..tokenizer.vocab_size() as TokenId)
             .map(|id| {
@@ -720,7 +720,7 @@ impl CorpusView for FmCorpus<'_> {
 /// prompt is decoded from and then scores the query n-grams), so neither the few-shot examples
 /// nor a query's prompt run twice. Same numbers as prefilling each prompt from scratch.
 struct ModelAdapter<'a> {
-    model: &'a LlamaModel,
+    model: &'a LanguageModel,
     prefixes: Vec<&'a PromptPrefix>,
     last_prefill: std::cell::RefCell<Option<Prefilled>>,
 }

@@ -107,12 +107,12 @@ struct RopeTable {
 /// independent copy (e.g. to decode twice from one prefilled prompt).
 #[derive(Clone)]
 pub struct DecodeState {
-    prompt_len: usize,
+    pub(super) prompt_len: usize,
     /// Per layer: keys and values, `[entry][head_count_kv * head_dim]`.
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
-    entries: usize,
-    paths: Vec<Vec<u32>>,
+    pub(super) keys: Vec<Vec<f32>>,
+    pub(super) values: Vec<Vec<f32>>,
+    pub(super) entries: usize,
+    pub(super) paths: Vec<Vec<u32>>,
 }
 
 impl DecodeState {
@@ -132,8 +132,8 @@ impl DecodeState {
 
 /// Log-softmax over the full vocabulary for each beam of a step, one row per beam.
 pub struct StepOutput {
-    data: Vec<f32>,
-    vocab: usize,
+    pub(super) data: Vec<f32>,
+    pub(super) vocab: usize,
 }
 
 impl StepOutput {
@@ -149,10 +149,10 @@ impl StepOutput {
 
 /// What a batch of rows attends to: row `r` sees the prompt entries `0..contiguous[r]` and then
 /// the entries `extra[extra_start[r]..extra_start[r + 1]]` (which include its own new entry).
-struct Attend {
-    contiguous: Vec<usize>,
-    extra: Vec<u32>,
-    extra_start: Vec<usize>,
+pub(super) struct Attend {
+    pub(super) contiguous: Vec<usize>,
+    pub(super) extra: Vec<u32>,
+    pub(super) extra_start: Vec<usize>,
 }
 
 fn model_err(msg: impl Into<String>) -> Error {
@@ -870,14 +870,14 @@ impl LlamaModel {
     }
 }
 
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: only used to give pool workers disjoint output slices.
 unsafe impl Sync for OutPtr {}
 unsafe impl Send for OutPtr {}
 
 /// `out[i]` = the concatenated products of every matrix in `parts` with input row `i` of `x`
 /// (`n` rows); `xq` is scratch for the quantized input.
-fn project(parts: &[Matrix], x: &[f32], n: usize, xq: &mut [ActBlock], out: &mut [f32]) {
+pub(super) fn project(parts: &[Matrix], x: &[f32], n: usize, xq: &mut [ActBlock], out: &mut [f32]) {
     let cols = parts[0].cols;
     let total: usize = parts.iter().map(|m| m.rows).sum();
     if parts.iter().any(Matrix::wants_quantized_input) {
@@ -901,7 +901,7 @@ fn add_bias(x: &mut [f32], bias: &[f32]) {
     }
 }
 
-fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+pub(super) fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
     for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
         let ms = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
@@ -912,7 +912,7 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-fn apply_rope(h: &mut [f32], cos: &[f32], sin: &[f32], adjacent_pairs: bool) {
+pub(super) fn apply_rope(h: &mut [f32], cos: &[f32], sin: &[f32], adjacent_pairs: bool) {
     let half = h.len() / 2;
     for i in 0..half {
         let (a, b) = if adjacent_pairs { (2 * i, 2 * i + 1) } else { (i, i + half) };
@@ -927,7 +927,7 @@ pub fn logsumexp(x: &[f32]) -> f32 {
     ops::logsumexp_row(x)
 }
 
-fn log_softmax_in_place(x: &mut [f32]) {
+pub(super) fn log_softmax_in_place(x: &mut [f32]) {
     let z = logsumexp(x);
     for v in x.iter_mut() {
         *v -= z;

@@ -1,7 +1,13 @@
 //! The language model layer: obtaining GGUF files ([`hub`]), the tokenizer read from GGUF
-//! metadata ([`tokenizer`]), and one file per model family ([`llama`]). Not for: decoding policy.
+//! metadata ([`tokenizer`]), one file per model family ([`llama`], [`gemma`]), and
+//! [`LanguageModel`], which loads whichever family a file holds. Not for: decoding policy.
 
+pub mod gemma;
 pub mod hub;
+pub mod language_model;
 pub mod llama;
 pub mod ops;
+pub mod requant;
 pub mod tokenizer;
+
+pub use language_model::{load, LanguageModel};

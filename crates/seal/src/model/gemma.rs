@@ -1,0 +1,926 @@
+//! Gemma 3 decoders (e.g. Gemma-3-270M) read from a GGUF file, built for FM-index-constrained
+//! beam search on a CPU, with the same API and cache as [`super::llama::LlamaModel`].
+//!
+//! What beam search needs is the llama model's design, shared with it: the cache is a
+//! [`DecodeState`] (one append-only key/value pool per layer, a beam is a path of entry indices,
+//! so forking and reordering copy indices), rows only interact through the entries they attend to
+//! (so a beam's numbers do not depend on its batch), and the matrix products are the kernels of
+//! [`super::ops`] (exact: blocks decoded in registers, f32 products).
+//!
+//! What is Gemma 3's own (checked against llama.cpp's `gemma3` graph and a float64 reference):
+//! - the token embedding is scaled by √d; the output head is the embedding (tied);
+//! - RMSNorm weights are used as stored (the GGUF converter already added Gemma's `1 +`);
+//! - four norms per layer: before and after attention, before and after the feed-forward;
+//! - per-head RMSNorm of queries and keys before RoPE ("neox" halves layout);
+//! - attention scale `1/√head_dim` (llama.cpp's choice for every size but 27B);
+//! - layers alternate: five sliding-window layers (window from `gemma3.attention.sliding_window`,
+//!   RoPE base 10,000) then one global layer (RoPE base `gemma3.rope.freq_base`, linear
+//!   `rope.scaling.factor` when present);
+//! - a GELU(tanh)-gated feed-forward; a final logit soft-cap when the file declares one.
+//!
+//! Weights: `Q8_0` stays as is; `Q5_0` and `Q4_K` are re-encoded losslessly into `Q8_0`/`Q4_1`
+//! blocks ([`super::requant`]); `Q6_K` and other types are dequantized to f32 at load. The K/V
+//! cache, norms, RoPE, attention and softmax are f32.
+//!
+//! Not for: tokenization ([`super::tokenizer`]), downloading ([`super::hub`]), decoding policy
+//! ([`crate::decode`]). CPU only.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use candle_core::quantized::{gguf_file, QTensor};
+use candle_core::Device;
+
+use super::llama::{
+    apply_rope, log_softmax_in_place, logsumexp, project, rms_norm, Attend, DecodeState, OutPtr,
+    Precision, StepOutput,
+};
+use super::ops::{self, ActBlock, Matrix, BLOCK};
+use super::requant;
+use crate::{Error, ErrorKind, Result};
+
+/// Hyper-parameters read from the GGUF metadata (`gemma3.*` keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GemmaConfig {
+    pub block_count: usize,
+    pub embedding_length: usize,
+    pub feed_forward_length: usize,
+    pub head_count: usize,
+    pub head_count_kv: usize,
+    /// `attention.key_length` (= `value_length`); 256 for Gemma-3-270M, not `d / heads`.
+    pub head_dim: usize,
+    pub rms_norm_eps: f32,
+    pub context_length: usize,
+    pub vocab_size: usize,
+    /// RoPE base of the global layers (`rope.freq_base`).
+    pub rope_freq_base: f32,
+    /// RoPE position scale of the global layers (1 / `rope.scaling.factor` for linear scaling).
+    pub rope_freq_scale: f32,
+    /// RoPE base of the sliding-window layers (10,000 in every Gemma 3).
+    pub rope_freq_base_local: f32,
+    /// A row at position `p` of a sliding layer sees positions `p - window + 1 ..= p`.
+    pub sliding_window: usize,
+    /// Every `sliding_window_pattern`-th layer is global (6: layers 5, 11, 17, …).
+    pub sliding_window_pattern: usize,
+    /// Multiplies the query before the dot products.
+    pub attention_scale: f32,
+    /// `cap · tanh(logit / cap)` on the output logits when set.
+    pub final_logit_softcapping: Option<f32>,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    /// Q, K and V stacked when their kinds agree; the output row is `[q | k | v]`.
+    qkv: Vec<Matrix>,
+    q_norm: Vec<f32>,
+    k_norm: Vec<f32>,
+    wo: Matrix,
+    post_attention_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    /// Gate and up stacked likewise; output row `[gate | up]`.
+    gate_up: Vec<Matrix>,
+    w_down: Matrix,
+    post_ffw_norm: Vec<f32>,
+    /// Sliding-window layer (local RoPE base, windowed attention) or global layer.
+    sliding: bool,
+}
+
+#[derive(Default)]
+struct RopeTable {
+    positions: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+/// A Gemma 3 decoder with its weights in memory.
+pub struct GemmaModel {
+    config: GemmaConfig,
+    /// The embedding and (tied) output head, `vocab × d`.
+    token_embd: Matrix,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+    /// cos/sin per (position, frequency) for the local (`[0]`) and global (`[1]`) layers.
+    rope: std::sync::RwLock<[RopeTable; 2]>,
+}
+
+fn model_err(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Model, msg)
+}
+
+fn candle_err(context: String) -> impl FnOnce(candle_core::Error) -> Error {
+    move |e| Error::new(ErrorKind::Model, context).with_source(e)
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidInput, msg)
+}
+
+impl GemmaModel {
+    /// Reads a Gemma 3 GGUF file (`general.architecture = gemma3`).
+    ///
+    /// # Errors
+    /// The file cannot be read, is not GGUF, is another architecture, or lacks a tensor or
+    /// hyper-parameter; or `device` is not the CPU.
+    pub fn load(gguf: &Path, device: &Device) -> Result<Self> {
+        Self::load_with_precision(gguf, device, Precision::default())
+    }
+
+    /// [`Self::load`] with a choice of arithmetic for the quantized products.
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn load_with_precision(gguf: &Path, device: &Device, precision: Precision) -> Result<Self> {
+        let int8 = precision == Precision::Int8Activations;
+        if !device.is_cpu() {
+            return Err(model_err(
+                "the Gemma model runs on the CPU only in this version; load it with Device::Cpu",
+            ));
+        }
+        let file = File::open(gguf).map_err(|e| {
+            Error::new(ErrorKind::Model, format!("cannot open model file {}", gguf.display()))
+                .with_source(e)
+        })?;
+        let mut reader = BufReader::new(file);
+        let content = gguf_file::Content::read(&mut reader)
+            .map_err(candle_err(format!("{} is not a readable GGUF file", gguf.display())))?;
+        let config = read_config(&content, gguf)?;
+
+        let mut tensor = |name: &str| -> Result<QTensor> {
+            content
+                .tensor(&mut reader, name, &Device::Cpu)
+                .map_err(candle_err(format!("{}: cannot read tensor `{name}`", gguf.display())))
+        };
+        let vector = |t: QTensor, name: &str, len: usize| -> Result<Vec<f32>> {
+            let v = t
+                .dequantize(&Device::Cpu)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(candle_err(format!("cannot read tensor `{name}`")))?;
+            if v.len() != len {
+                return Err(model_err(format!(
+                    "{}: `{name}` has {} values, expected {len}",
+                    gguf.display(),
+                    v.len()
+                )));
+            }
+            Ok(v)
+        };
+        let matrix = |t: QTensor, name: &str, rows: usize, cols: usize| -> Result<Matrix> {
+            let m = requant::matrix(&t, int8)
+                .map_err(candle_err(format!("cannot read tensor `{name}`")))?;
+            if m.rows != rows || m.cols != cols {
+                return Err(model_err(format!(
+                    "{}: `{name}` is {}x{}, expected {rows}x{cols}",
+                    gguf.display(),
+                    m.rows,
+                    m.cols
+                )));
+            }
+            Ok(m)
+        };
+
+        let c = &config;
+        let d = c.embedding_length;
+        let (hd, ff) = (c.head_dim, c.feed_forward_length);
+        let q_dim = c.head_count * hd;
+        let kv_dim = c.head_count_kv * hd;
+        if content.tensor_infos.contains_key("output.weight") {
+            return Err(model_err(format!(
+                "{}: this Gemma file has a separate output.weight; only tied heads are supported",
+                gguf.display()
+            )));
+        }
+        let token_embd =
+            matrix(tensor("token_embd.weight")?, "token_embd.weight", c.vocab_size, d)?;
+        let output_norm = vector(tensor("output_norm.weight")?, "output_norm.weight", d)?;
+        let mut layers = Vec::with_capacity(c.block_count);
+        for i in 0..c.block_count {
+            let mut m = |name: &str, rows: usize, cols: usize| -> Result<Matrix> {
+                let full = format!("blk.{i}.{name}.weight");
+                matrix(tensor(&full)?, &full, rows, cols)
+            };
+            let wq = m("attn_q", q_dim, d)?;
+            let wk = m("attn_k", kv_dim, d)?;
+            let wv = m("attn_v", kv_dim, d)?;
+            let wo = m("attn_output", d, q_dim)?;
+            let w_gate = m("ffn_gate", ff, d)?;
+            let w_up = m("ffn_up", ff, d)?;
+            let w_down = m("ffn_down", d, ff)?;
+            let mut v = |name: &str, len: usize| -> Result<Vec<f32>> {
+                let full = format!("blk.{i}.{name}.weight");
+                vector(tensor(&full)?, &full, len)
+            };
+            layers.push(Layer {
+                attn_norm: v("attn_norm", d)?,
+                qkv: Matrix::stack(vec![wq, wk, wv]).map_or_else(|parts| parts, |m| vec![m]),
+                q_norm: v("attn_q_norm", hd)?,
+                k_norm: v("attn_k_norm", hd)?,
+                wo,
+                post_attention_norm: v("post_attention_norm", d)?,
+                ffn_norm: v("ffn_norm", d)?,
+                gate_up: Matrix::stack(vec![w_gate, w_up]).map_or_else(|parts| parts, |m| vec![m]),
+                w_down,
+                post_ffw_norm: v("post_ffw_norm", d)?,
+                sliding: (i + 1) % c.sliding_window_pattern != 0,
+            });
+        }
+        Ok(GemmaModel { config, token_embd, output_norm, layers, rope: Default::default() })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &GemmaConfig {
+        &self.config
+    }
+
+    /// Size of the vocabulary (rows of the log-softmax).
+    pub fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.config.head_count_kv * self.config.head_dim
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            return Err(invalid(format!(
+                "token id {t} is outside the model's vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_position(&self, position: usize) -> Result<()> {
+        if position >= self.config.context_length {
+            return Err(invalid(format!(
+                "sequence of {} tokens exceeds the model's context length of {}; shorten the prompt",
+                position + 1,
+                self.config.context_length
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_state(&self, state: &DecodeState) -> Result<()> {
+        let kv = self.kv_dim();
+        if state.keys.len() != self.layers.len()
+            || state.keys.iter().chain(&state.values).any(|k| k.len() != state.entries * kv)
+        {
+            return Err(invalid(
+                "this decoding state was made by another model; prefill the prompt with this one",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the prompt once. The returned state holds its cache (shared by all beams) and one
+    /// beam (the prompt itself); the vector is the log-softmax over the vocabulary for the next
+    /// token.
+    ///
+    /// # Errors
+    /// Empty prompt, a token outside the vocabulary, or a prompt longer than the context.
+    pub fn prefill(&self, prompt: &[u32]) -> Result<(DecodeState, Vec<f32>)> {
+        let (state, hidden) = self.extend_prompt(self.empty_state(prompt.len()), prompt)?;
+        Ok((state, self.last_log_probs(&hidden, prompt.len())))
+    }
+
+    /// Extends the prompt of `prefix` (a state from [`Self::prefill`] or this method; any beams
+    /// it has are ignored) by `tokens`, reusing the prefix's cache: the result equals
+    /// [`Self::prefill`] of the concatenated prompt (same state, same log-softmax), for the cost
+    /// of the new tokens only. For a prompt prefix shared by many queries.
+    ///
+    /// # Errors
+    /// No tokens, a token outside the vocabulary, a state made by another model, or a prompt
+    /// longer than the context.
+    pub fn prefill_continue(
+        &self,
+        prefix: &DecodeState,
+        tokens: &[u32],
+    ) -> Result<(DecodeState, Vec<f32>)> {
+        self.check_state(prefix)?;
+        let kv = self.kv_dim();
+        let p = prefix.prompt_len;
+        let cap = (p + tokens.len() + 256) * kv;
+        let copy = |pool: &Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+            pool.iter()
+                .map(|layer| {
+                    let mut v = Vec::with_capacity(cap);
+                    v.extend_from_slice(&layer[..p * kv]);
+                    v
+                })
+                .collect()
+        };
+        let state = DecodeState {
+            prompt_len: p,
+            keys: copy(&prefix.keys),
+            values: copy(&prefix.values),
+            entries: p,
+            paths: vec![Vec::new()],
+        };
+        let (state, hidden) = self.extend_prompt(state, tokens)?;
+        Ok((state, self.last_log_probs(&hidden, tokens.len())))
+    }
+
+    fn empty_state(&self, prompt_len: usize) -> DecodeState {
+        let cap = (prompt_len + 256) * self.kv_dim();
+        let n = self.layers.len();
+        DecodeState {
+            prompt_len: 0,
+            keys: (0..n).map(|_| Vec::with_capacity(cap)).collect(),
+            values: (0..n).map(|_| Vec::with_capacity(cap)).collect(),
+            entries: 0,
+            paths: vec![Vec::new()],
+        }
+    }
+
+    /// Appends `tokens` to the prompt of `state` (whose pool holds exactly its prompt) in one
+    /// batch; returns the state and the final hidden rows of the new tokens.
+    fn extend_prompt(
+        &self,
+        mut state: DecodeState,
+        tokens: &[u32],
+    ) -> Result<(DecodeState, Vec<f32>)> {
+        if tokens.is_empty() {
+            return Err(invalid("the prompt is empty; give at least one token"));
+        }
+        self.check_tokens(tokens)?;
+        let p = state.prompt_len;
+        self.check_position(p + tokens.len() - 1)?;
+        let positions: Vec<usize> = (p..p + tokens.len()).collect();
+        let attend = Attend {
+            contiguous: (p + 1..=p + tokens.len()).collect(),
+            extra: Vec::new(),
+            extra_start: vec![0; tokens.len() + 1],
+        };
+        let hidden = self.forward(&mut state, tokens, &positions, &attend);
+        state.prompt_len = p + tokens.len();
+        state.paths = vec![Vec::new()];
+        Ok((state, hidden))
+    }
+
+    fn last_log_probs(&self, hidden: &[f32], n: usize) -> Vec<f32> {
+        let d = self.config.embedding_length;
+        let mut logits = vec![0f32; self.config.vocab_size];
+        self.head_full(&hidden[(n - 1) * d..n * d], 1, &mut logits);
+        log_softmax_in_place(&mut logits);
+        logits
+    }
+
+    /// The log-softmax over the vocabulary after every prompt position (row `i` predicts token
+    /// `i + 1`), from the same one-batch pass as [`Self::prefill`]. For tests and diagnostics.
+    ///
+    /// # Errors
+    /// As [`Self::prefill`].
+    pub fn prompt_log_probs(&self, prompt: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let (_, hidden) = self.extend_prompt(self.empty_state(prompt.len()), prompt)?;
+        let d = self.config.embedding_length;
+        Ok((0..prompt.len())
+            .map(|i| {
+                let mut logits = vec![0f32; self.config.vocab_size];
+                self.head_full(&hidden[i * d..(i + 1) * d], 1, &mut logits);
+                log_softmax_in_place(&mut logits);
+                logits
+            })
+            .collect())
+    }
+
+    /// Validates a step's arguments and runs the forward pass; returns the final hidden rows, one
+    /// per beam, and updates `state` to the new beams.
+    fn step_hidden(
+        &self,
+        state: &mut DecodeState,
+        parents: &[usize],
+        tokens: &[u32],
+    ) -> Result<Vec<f32>> {
+        if parents.len() != tokens.len() {
+            return Err(invalid(format!(
+                "step got {} parents but {} tokens; give one of each per beam",
+                parents.len(),
+                tokens.len()
+            )));
+        }
+        self.check_state(state)?;
+        if let Some(&p) = parents.iter().find(|&&p| p >= state.paths.len()) {
+            return Err(invalid(format!(
+                "parent beam {p} does not exist (the previous step had {} beams)",
+                state.paths.len()
+            )));
+        }
+        self.check_tokens(tokens)?;
+        let base = state.entries as u32;
+        let mut new_paths = Vec::with_capacity(parents.len());
+        let mut positions = Vec::with_capacity(parents.len());
+        for (b, &p) in parents.iter().enumerate() {
+            let mut path = Vec::with_capacity(state.paths[p].len() + 1);
+            path.extend_from_slice(&state.paths[p]);
+            path.push(base + b as u32);
+            let position = state.prompt_len + path.len() - 1;
+            self.check_position(position)?;
+            positions.push(position);
+            new_paths.push(path);
+        }
+        let mut attend = Attend {
+            contiguous: vec![state.prompt_len; parents.len()],
+            extra: Vec::new(),
+            extra_start: vec![0],
+        };
+        for path in &new_paths {
+            attend.extra.extend_from_slice(path);
+            attend.extra_start.push(attend.extra.len());
+        }
+        let hidden = self.forward(state, tokens, &positions, &attend);
+        state.paths = new_paths;
+        Ok(hidden)
+    }
+
+    /// One batched decoding step: beam `b` continues parent beam `parents[b]` of the previous
+    /// step (beam 0 is the prompt right after [`Self::prefill`]) with `tokens[b]`. Any parent may
+    /// be used by several beams or by none. Returns the log-softmax of each new beam.
+    ///
+    /// # Errors
+    /// Mismatched lengths, a parent that does not exist, a token outside the vocabulary, a state
+    /// from another model, or a sequence longer than the context.
+    pub fn step(
+        &self,
+        state: &mut DecodeState,
+        parents: &[usize],
+        tokens: &[u32],
+    ) -> Result<StepOutput> {
+        let hidden = self.step_hidden(state, parents, tokens)?;
+        let vocab = self.config.vocab_size;
+        let mut data = vec![0f32; tokens.len() * vocab];
+        self.head_full(&hidden, tokens.len(), &mut data);
+        for row in data.chunks_exact_mut(vocab) {
+            log_softmax_in_place(row);
+        }
+        Ok(StepOutput { data, vocab })
+    }
+
+    /// Like [`Self::step`], but returns for beam `b` only the log-probabilities of the ids in
+    /// `subset[b]` (in that order), with exactly the values of the full path (same kernel; the
+    /// normalizer is the log-sum-exp over the whole vocabulary, never materialised as one
+    /// `B × vocab` block).
+    ///
+    /// # Errors
+    /// As [`Self::step`], and `subset.len() != tokens.len()` or an id outside the vocabulary.
+    pub fn step_subset(
+        &self,
+        state: &mut DecodeState,
+        parents: &[usize],
+        tokens: &[u32],
+        subset: &[&[u32]],
+    ) -> Result<Vec<Vec<f32>>> {
+        if subset.len() != tokens.len() {
+            return Err(invalid(format!(
+                "step_subset got {} subsets for {} beams",
+                subset.len(),
+                tokens.len()
+            )));
+        }
+        for s in subset {
+            self.check_tokens(s)?;
+        }
+        let hidden = self.step_hidden(state, parents, tokens)?;
+        let normalizers = self.head_logsumexp(&hidden, tokens.len());
+        let mut out = self.head_ids(&hidden, subset);
+        for (row, z) in out.iter_mut().zip(normalizers) {
+            for v in row.iter_mut() {
+                *v -= z;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Teacher-forced scoring: for each continuation, the log-probability of each of its tokens
+    /// given the prompt and the continuation's earlier tokens. All continuations run in one batch.
+    ///
+    /// # Errors
+    /// Empty prompt, a token outside the vocabulary, or a sequence longer than the context.
+    pub fn score_continuations(
+        &self,
+        prompt: &[u32],
+        continuations: &[Vec<u32>],
+    ) -> Result<Vec<Vec<f32>>> {
+        let (mut state, first) = self.prefill(prompt)?;
+        let mut tokens = Vec::new();
+        let mut positions = Vec::new();
+        let mut targets = Vec::new();
+        let mut attend = Attend { contiguous: Vec::new(), extra: Vec::new(), extra_start: vec![0] };
+        for c in continuations {
+            self.check_tokens(c)?;
+            if !c.is_empty() {
+                self.check_position(prompt.len() + c.len() - 1)?;
+            }
+            // Rows are every token but the last: row j predicts token j + 1.
+            let first_entry = state.entries + tokens.len();
+            for j in 0..c.len().saturating_sub(1) {
+                tokens.push(c[j]);
+                positions.push(prompt.len() + j);
+                targets.push(c[j + 1]);
+                attend.contiguous.push(prompt.len());
+                attend.extra.extend((0..=j).map(|i| (first_entry + i) as u32));
+                attend.extra_start.push(attend.extra.len());
+            }
+        }
+        let mut target_scores = Vec::new();
+        if !tokens.is_empty() {
+            let hidden = self.forward(&mut state, &tokens, &positions, &attend);
+            let normalizers = self.head_logsumexp(&hidden, tokens.len());
+            let ids: Vec<&[u32]> = targets.iter().map(std::slice::from_ref).collect();
+            target_scores = self
+                .head_ids(&hidden, &ids)
+                .into_iter()
+                .zip(normalizers)
+                .map(|(v, z)| v[0] - z)
+                .collect();
+        }
+        let mut row = 0;
+        let mut out = Vec::with_capacity(continuations.len());
+        for c in continuations {
+            let mut scores = Vec::with_capacity(c.len());
+            if let Some(&t0) = c.first() {
+                scores.push(first[t0 as usize]);
+            }
+            for _ in 1..c.len() {
+                scores.push(target_scores[row]);
+                row += 1;
+            }
+            out.push(scores);
+        }
+        Ok(out)
+    }
+
+    fn soft_cap(&self, logits: &mut [f32]) {
+        if let Some(cap) = self.config.final_logit_softcapping {
+            for v in logits {
+                *v = cap * (*v / cap).tanh();
+            }
+        }
+    }
+
+    /// Full-vocabulary logits of `n` normalized hidden rows into `out` (`n × vocab`).
+    fn head_full(&self, hidden: &[f32], n: usize, out: &mut [f32]) {
+        let head = &self.token_embd;
+        let kb = head.blocks_per_row();
+        let mut xq = Vec::new();
+        if head.wants_quantized_input() {
+            xq = vec![ActBlock::default(); n * kb];
+            for i in 0..n {
+                ops::quantize_row(
+                    &hidden[i * head.cols..(i + 1) * head.cols],
+                    &mut xq[i * kb..(i + 1) * kb],
+                );
+            }
+        }
+        head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
+        self.soft_cap(&mut out[..n * head.rows]);
+    }
+
+    /// The log-sum-exp of each row's logits over the whole vocabulary, in slices of rows.
+    fn head_logsumexp(&self, hidden: &[f32], n: usize) -> Vec<f32> {
+        let d = self.config.embedding_length;
+        let vocab = self.config.vocab_size;
+        let rows_per_chunk = 16;
+        let mut logits = vec![0f32; rows_per_chunk.min(n) * vocab];
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(rows_per_chunk) {
+            let m = rows_per_chunk.min(n - start);
+            self.head_full(&hidden[start * d..(start + m) * d], m, &mut logits[..m * vocab]);
+            for row in logits[..m * vocab].chunks_exact(vocab) {
+                out.push(logsumexp(row));
+            }
+        }
+        out
+    }
+
+    /// Logits of the given ids per row (same kernel and arithmetic as [`Self::head_full`]).
+    fn head_ids(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<Vec<f32>> {
+        let head = &self.token_embd;
+        let kb = head.blocks_per_row();
+        let d = head.cols;
+        let mut xq = vec![ActBlock::default(); kb];
+        ids.iter()
+            .enumerate()
+            .map(|(i, ids)| {
+                let x = &hidden[i * d..(i + 1) * d];
+                if head.wants_quantized_input() {
+                    ops::quantize_row(x, &mut xq);
+                }
+                let mut out = vec![0f32; ids.len()];
+                head.matmul_ids(&xq, x, 0, ids, &mut out);
+                self.soft_cap(&mut out);
+                out
+            })
+            .collect()
+    }
+
+    fn ensure_rope(&self, positions: usize) {
+        if self.rope.read().expect("rope lock")[0].positions >= positions {
+            return;
+        }
+        let mut tables = self.rope.write().expect("rope lock");
+        if tables[0].positions >= positions {
+            return;
+        }
+        let c = &self.config;
+        let n = positions.next_power_of_two().max(256).min(c.context_length.max(positions));
+        let half = c.head_dim / 2;
+        let kinds = [(c.rope_freq_base_local, 1.0f32), (c.rope_freq_base, c.rope_freq_scale)];
+        for (table, (base, scale)) in tables.iter_mut().zip(kinds) {
+            let mut cos = Vec::with_capacity(n * half);
+            let mut sin = Vec::with_capacity(n * half);
+            for p in 0..n {
+                for i in 0..half {
+                    let theta = p as f64
+                        * scale as f64
+                        * (base as f64).powf(-2.0 * i as f64 / c.head_dim as f64);
+                    cos.push(theta.cos() as f32);
+                    sin.push(theta.sin() as f32);
+                }
+            }
+            *table = RopeTable { positions: n, cos, sin };
+        }
+    }
+
+    /// The forward pass of `tokens` (one row each, at `positions`), appending their keys/values to
+    /// `state`'s pool as entries `state.entries..`; returns the final-normed hidden rows.
+    ///
+    /// In every [`Attend`] this model builds, the `i`-th entry a row sees is at position `i`
+    /// (the prompt is entries `0..prompt_len`, then the row's own path), which is what the
+    /// sliding window relies on.
+    fn forward(
+        &self,
+        state: &mut DecodeState,
+        tokens: &[u32],
+        positions: &[usize],
+        attend: &Attend,
+    ) -> Vec<f32> {
+        let c = &self.config;
+        let n = tokens.len();
+        let d = c.embedding_length;
+        let hd = c.head_dim;
+        let q_dim = c.head_count * hd;
+        let kv_dim = self.kv_dim();
+        let ff = c.feed_forward_length;
+        let max_pos = positions.iter().copied().max().unwrap_or(0) + 1;
+        self.ensure_rope(max_pos);
+        let rope = self.rope.read().expect("rope lock");
+
+        let qkv_dim = q_dim + 2 * kv_dim;
+        let embed_scale = (d as f32).sqrt();
+        let mut x = vec![0f32; n * d];
+        for (r, &t) in tokens.iter().enumerate() {
+            let row = &mut x[r * d..(r + 1) * d];
+            self.token_embd.dequantize_row(t as usize, row);
+            row.iter_mut().for_each(|v| *v *= embed_scale);
+        }
+        let mut xn = vec![0f32; n * d];
+        let kb_max = d.max(ff).max(q_dim) / BLOCK;
+        let mut xq = vec![ActBlock::default(); n * kb_max];
+        let mut qkv = vec![0f32; n * qkv_dim];
+        let mut att = vec![0f32; n * q_dim];
+        let mut gate_up = vec![0f32; n * 2 * ff];
+        let mut hidden = vec![0f32; n * ff];
+        let mut proj = vec![0f32; n * d];
+        let mut head_tmp = vec![0f32; hd];
+        state.entries += n;
+
+        for (l, layer) in self.layers.iter().enumerate() {
+            let table = &rope[usize::from(!layer.sliding)];
+            rms_norm(&x, &layer.attn_norm, c.rms_norm_eps, &mut xn);
+            project(&layer.qkv, &xn, n, &mut xq, &mut qkv);
+            for r in 0..n {
+                let p = positions[r];
+                let (cos, sin) = (
+                    &table.cos[p * hd / 2..(p + 1) * hd / 2],
+                    &table.sin[p * hd / 2..(p + 1) * hd / 2],
+                );
+                let row = &mut qkv[r * qkv_dim..(r + 1) * qkv_dim];
+                for (h, head) in row[..q_dim + kv_dim].chunks_exact_mut(hd).enumerate() {
+                    let weight = if h < c.head_count { &layer.q_norm } else { &layer.k_norm };
+                    head_tmp.copy_from_slice(head);
+                    rms_norm(&head_tmp, weight, c.rms_norm_eps, head);
+                    apply_rope(head, cos, sin, false);
+                }
+                state.keys[l].extend_from_slice(&row[q_dim..q_dim + kv_dim]);
+                state.values[l].extend_from_slice(&row[q_dim + kv_dim..]);
+            }
+            let window = layer.sliding.then_some(c.sliding_window);
+            self.attention(
+                &qkv,
+                qkv_dim,
+                &state.keys[l],
+                &state.values[l],
+                attend,
+                window,
+                &mut att,
+            );
+            project(std::slice::from_ref(&layer.wo), &att, n, &mut xq, &mut proj);
+            rms_norm(&proj, &layer.post_attention_norm, c.rms_norm_eps, &mut xn);
+            for (a, b) in x.iter_mut().zip(&xn) {
+                *a += b;
+            }
+            rms_norm(&x, &layer.ffn_norm, c.rms_norm_eps, &mut xn);
+            project(&layer.gate_up, &xn, n, &mut xq, &mut gate_up);
+            for (h, gu) in hidden.chunks_exact_mut(ff).zip(gate_up.chunks_exact(2 * ff)) {
+                let (g, u) = gu.split_at(ff);
+                for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
+                    *h = gelu_tanh(g) * u;
+                }
+            }
+            project(std::slice::from_ref(&layer.w_down), &hidden, n, &mut xq, &mut proj);
+            rms_norm(&proj, &layer.post_ffw_norm, c.rms_norm_eps, &mut xn);
+            for (a, b) in x.iter_mut().zip(&xn) {
+                *a += b;
+            }
+        }
+        let mut out = vec![0f32; n * d];
+        rms_norm(&x, &self.output_norm, c.rms_norm_eps, &mut out);
+        out
+    }
+
+    /// Causal attention of each row over its own list of cache entries (grouped-query heads),
+    /// limited to the last `window` of them on sliding layers. `q` holds row `r`'s query heads at
+    /// `q[r * q_stride..]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        q: &[f32],
+        q_stride: usize,
+        keys: &[f32],
+        values: &[f32],
+        attend: &Attend,
+        window: Option<usize>,
+        out: &mut [f32],
+    ) {
+        let c = &self.config;
+        let hd = c.head_dim;
+        let n_head = c.head_count;
+        let group = n_head / c.head_count_kv;
+        let kv_dim = c.head_count_kv * hd;
+        let q_dim = n_head * hd;
+        let n = attend.contiguous.len();
+        let scale = c.attention_scale;
+        let out_ptr = OutPtr(out.as_mut_ptr());
+        candle_core::utils::barrier_pool().execute_chunked(n * n_head, |items| {
+            let out_ptr = &out_ptr;
+            let mut scores = Vec::new();
+            let mut acc = vec![0f32; hd];
+            for item in items {
+                let (r, h) = (item / n_head, item % n_head);
+                let g = h / group;
+                let qh = &q[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
+                let extra = &attend.extra[attend.extra_start[r]..attend.extra_start[r + 1]];
+                let contiguous = attend.contiguous[r];
+                let entry = |i: usize| -> usize {
+                    if i < contiguous {
+                        i
+                    } else {
+                        extra[i - contiguous] as usize
+                    }
+                };
+                let len = contiguous + extra.len();
+                // The i-th visible entry is at position i (see `forward`); the row is at len - 1.
+                let first = window.map_or(0, |w| len.saturating_sub(w));
+                scores.clear();
+                let mut max = f32::NEG_INFINITY;
+                for i in first..len {
+                    let e = entry(i);
+                    let kv = &keys[e * kv_dim + g * hd..e * kv_dim + (g + 1) * hd];
+                    let s = ops::dot_f32(qh, kv) * scale;
+                    max = max.max(s);
+                    scores.push(s);
+                }
+                let mut sum = 0f32;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                for (k, &w) in scores.iter().enumerate() {
+                    let e = entry(first + k);
+                    let vv = &values[e * kv_dim + g * hd..e * kv_dim + (g + 1) * hd];
+                    for (a, &x) in acc.iter_mut().zip(vv) {
+                        *a += w * x;
+                    }
+                }
+                let inv = 1.0 / sum;
+                // SAFETY: each (row, head) item writes its own disjoint slice of `out`.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out_ptr.0.add(r * q_dim + h * hd), hd)
+                };
+                for (o, a) in dst.iter_mut().zip(&acc) {
+                    *o = a * inv;
+                }
+            }
+        });
+    }
+}
+
+/// GELU with the tanh approximation (what Gemma and llama.cpp's `gelu` compute).
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
+}
+
+fn read_config(content: &gguf_file::Content, path: &Path) -> Result<GemmaConfig> {
+    let get = |key: &str| -> Result<&gguf_file::Value> {
+        content.metadata.get(key).ok_or_else(|| {
+            model_err(format!(
+                "{}: GGUF metadata lacks `{key}`; is this a Gemma 3 model?",
+                path.display()
+            ))
+        })
+    };
+    let arch = get("general.architecture")?
+        .to_string()
+        .map_err(candle_err("general.architecture is not a string".into()))?
+        .clone();
+    if arch != "gemma3" {
+        return Err(model_err(format!(
+            "{}: architecture `{arch}` is not supported by the Gemma 3 loader",
+            path.display()
+        )));
+    }
+    let int = |v: &gguf_file::Value| -> Option<usize> {
+        v.to_u64()
+            .ok()
+            .or_else(|| v.to_u32().ok().map(u64::from))
+            .or_else(|| v.to_i32().ok().map(|x| x as u64))
+            .map(|x| x as usize)
+    };
+    let usize_key = |key: &str| -> Result<usize> {
+        let full = format!("gemma3.{key}");
+        int(get(&full)?).ok_or_else(|| model_err(format!("{full} is not an integer")))
+    };
+    let f32_key = |key: &str| -> Option<f32> {
+        content.metadata.get(&format!("gemma3.{key}")).and_then(|v| v.to_f32().ok())
+    };
+    let head_count = usize_key("attention.head_count")?;
+    let embedding_length = usize_key("embedding_length")?;
+    let head_dim =
+        usize_key("attention.key_length").unwrap_or(embedding_length / head_count.max(1));
+    if let Ok(v) = usize_key("attention.value_length") {
+        if v != head_dim {
+            return Err(model_err(format!(
+                "{}: key length {head_dim} differs from value length {v}; not supported",
+                path.display()
+            )));
+        }
+    }
+    let vocab_size = match usize_key("vocab_size") {
+        Ok(v) => v,
+        Err(_) => get("tokenizer.ggml.tokens")?
+            .to_vec()
+            .map_err(candle_err("tokenizer.ggml.tokens is not an array".into()))?
+            .len(),
+    };
+    let scaling = content
+        .metadata
+        .get("gemma3.rope.scaling.type")
+        .and_then(|v| v.to_string().ok().cloned())
+        .unwrap_or_else(|| "none".into());
+    let rope_freq_scale = match (scaling.as_str(), f32_key("rope.scaling.factor")) {
+        ("none", _) | (_, None) => 1.0,
+        ("linear", Some(f)) if f > 0.0 => 1.0 / f,
+        (other, _) => {
+            return Err(model_err(format!(
+                "{}: RoPE scaling `{other}` is not supported (none, linear)",
+                path.display()
+            )))
+        }
+    };
+    let config = GemmaConfig {
+        block_count: usize_key("block_count")?,
+        embedding_length,
+        feed_forward_length: usize_key("feed_forward_length")?,
+        head_count,
+        head_count_kv: usize_key("attention.head_count_kv").unwrap_or(head_count),
+        head_dim,
+        rms_norm_eps: f32_key("attention.layer_norm_rms_epsilon").unwrap_or(1e-6),
+        context_length: usize_key("context_length")?,
+        vocab_size,
+        rope_freq_base: f32_key("rope.freq_base").unwrap_or(1_000_000.0),
+        rope_freq_scale,
+        rope_freq_base_local: 10_000.0,
+        sliding_window: usize_key("attention.sliding_window")?,
+        sliding_window_pattern: 6,
+        attention_scale: 1.0 / (head_dim as f32).sqrt(),
+        final_logit_softcapping: f32_key("final_logit_softcapping").filter(|&c| c > 0.0),
+    };
+    if config.head_count == 0
+        || config.head_count_kv == 0
+        || !config.head_count.is_multiple_of(config.head_count_kv)
+        || !config.head_dim.is_multiple_of(2)
+        || config.sliding_window == 0
+        || !config.embedding_length.is_multiple_of(BLOCK)
+    {
+        return Err(model_err(format!(
+            "{}: inconsistent attention shape in {config:?}",
+            path.display()
+        )));
+    }
+    Ok(config)
+}
