@@ -30,7 +30,7 @@
 //! Batching the model steps of concurrent queries into one step is not done: on CPU a step's
 //! cost grows about linearly with its rows beyond a few beams (the model benchmark in
 //! BENCHMARKS.md), so it would save little; running several searches at once, one thread each,
-//! did much better (BENCHMARKS-serve.md).
+//! did much better (BENCHMARKS.md, "`seal serve`").
 //!
 //! **Architecture Invariant**: only `src/serve/` knows HTTP; nothing a client sends can panic the
 //! server or take a worker for longer than one search.
