@@ -235,7 +235,7 @@ fn fusing_saved_runs_from_files() {
 /// how many passages the mojibake fix changes, with examples, and how fast the reader runs.
 /// `cargo test -p seal --test eval -- --ignored --nocapture shared_corpora`
 #[test]
-#[ignore = "reads /work/shared/datasets; a measurement for BENCHMARKS-eval.md"]
+#[ignore = "reads /work/shared/datasets; a measurement for BENCHMARKS.md"]
 fn shared_corpora_mojibake_and_read_speed() {
     let root = Path::new("/work/shared/datasets");
     let names = [

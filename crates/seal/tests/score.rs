@@ -1,6 +1,6 @@
 //! The scoring layer through its public API only: candidates and unigram log-probabilities in,
 //! ranked documents with evidence out, on a small in-memory corpus; and a timing run of the
-//! full-scoring matcher at SEAL's sizes (ignored by default, see BENCHMARKS-score.md).
+//! full-scoring matcher at SEAL's sizes (ignored by default, see BENCHMARKS.md, "Scoring layer").
 
 use proptest::prelude::*;
 use seal::score::{Candidate, CorpusView, NaiveCorpus, Ranking, Scorer, ScoringSettings};

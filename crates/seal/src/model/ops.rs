@@ -4,7 +4,7 @@
 //!
 //! Why own kernels: candle 0.11.1's `Q4_1` dot product is its generic scalar code and its x86
 //! repacked VNNI kernels need `k % 256 == 0` (this model has `k = 576`), so `QMatMul` is 10–18×
-//! slower here at batch ≥ 5 (see BENCHMARKS-model.md).
+//! slower here at batch ≥ 5 (see BENCHMARKS.md, "Kernel choice").
 //!
 //! Two arithmetics:
 //! - **exact** (default): each 32-weight block is decoded in registers exactly as ggml

@@ -78,7 +78,7 @@
 //! [`max_unigrams`](ScoringSettings::max_unigrams)). First stage: one located occurrence per hit
 //! of a rare key (at most `max_occurrences` each). Full scoring: one
 //! [`CorpusView::doc_tokens`] per candidate, then a pass over the document that looks up, per
-//! token, only the keys starting with that token. `BENCHMARKS-score.md` has measured figures.
+//! token, only the keys starting with that token. BENCHMARKS.md ("Scoring layer") has measured figures.
 
 mod corpus;
 mod keys;
