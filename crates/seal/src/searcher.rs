@@ -200,6 +200,21 @@ pub struct SearchResponse {
     pub timings: Timings,
 }
 
+/// A query's generated n-grams before ranking ([`Searcher::generate`]).
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// The query as given.
+    pub query: String,
+    /// Body, query and title n-grams with log P(n | query), deduplicated, in that order.
+    pub candidates: Vec<Candidate>,
+    /// Where each candidate came from.
+    pub sources: Vec<NgramSource>,
+    /// The body prompt's first-step log-softmax (the unigrams' source).
+    pub first_step: Vec<f32>,
+    /// Time spent generating (`scoring_ms` is 0).
+    pub timings: Timings,
+}
+
 /// An opened index with its model: answers many queries, from many threads.
 pub struct Searcher {
     dir: PathBuf,
@@ -368,13 +383,31 @@ impl Searcher {
         &self.tokenizer
     }
 
-    /// Answers `query`.
+    /// Answers `query`: [`Self::generate`] then [`Self::rank`].
     ///
     /// # Errors
     /// An empty or over-long query, invalid settings, or a model failure.
     pub fn search(&self, query: &str, settings: &SearchSettings) -> Result<SearchResponse> {
-        let started = Instant::now();
+        if settings.k == 0 {
+            return Err(Error::new(ErrorKind::InvalidInput, "k must be at least 1"));
+        }
+        settings.scoring.validate()?;
         let started_cpu = thread_cpu_ms();
+        let generated = self.generate(query, settings)?;
+        let mut response = self.rank(&generated, settings)?;
+        response.timings.thread_cpu_ms = thread_cpu_ms() - started_cpu;
+        Ok(response)
+    }
+
+    /// The model's part of a query (steps 1-4): every weighted-to-be n-gram with its
+    /// log-probability and the first-step distribution, before any ranking. One generation can
+    /// be ranked several ways ([`Self::rank`] with different [`ScoringSettings`]) at the cost of
+    /// one decode.
+    ///
+    /// # Errors
+    /// An empty or over-long query, or a model failure.
+    pub fn generate(&self, query: &str, settings: &SearchSettings) -> Result<Generated> {
+        let started = Instant::now();
         let query_text = query.split_whitespace().collect::<Vec<_>>().join(" ");
         if query_text.is_empty() {
             return Err(Error::new(ErrorKind::InvalidInput, "the query is empty; type some words"));
@@ -385,13 +418,6 @@ impl Searcher {
                 format!("the query is {} bytes long; the limit is {MAX_QUERY_BYTES}", query.len()),
             ));
         }
-        if settings.k == 0 {
-            return Err(Error::new(ErrorKind::InvalidInput, "k must be at least 1"));
-        }
-        let scorer = Scorer::new(ScoringSettings {
-            num_candidates: settings.scoring.num_candidates.max(settings.k),
-            ..settings.scoring.clone()
-        })?;
         let mut timings = Timings::default();
 
         // 1. Body n-grams.
@@ -473,12 +499,38 @@ impl Searcher {
             }
         }
         timings.titles_ms = ms(t);
+        timings.total_ms = ms(started);
+        Ok(Generated {
+            query: query.to_owned(),
+            candidates,
+            sources,
+            first_step: body.first_step,
+            timings,
+        })
+    }
+
+    /// Ranks a generation (steps 4-6): unigrams, weights, ranking with `settings.scoring`, and
+    /// the best `settings.k` hits with their evidence. The response's timings are the
+    /// generation's plus this ranking's (`scoring_ms`); `thread_cpu_ms` is left to the caller.
+    ///
+    /// # Errors
+    /// Invalid scoring settings or `k` = 0.
+    pub fn rank(&self, generated: &Generated, settings: &SearchSettings) -> Result<SearchResponse> {
+        if settings.k == 0 {
+            return Err(Error::new(ErrorKind::InvalidInput, "k must be at least 1"));
+        }
+        let scorer = Scorer::new(ScoringSettings {
+            num_candidates: settings.scoring.num_candidates.max(settings.k),
+            ..settings.scoring.clone()
+        })?;
+        let Generated { candidates, sources, first_step, .. } = generated;
+        let mut timings = generated.timings.clone();
 
         // 4-5. Unigrams, weights, ranking.
         let t = Instant::now();
-        let unigrams = best_unigrams(&body.first_step, scorer.settings().max_unigrams);
+        let unigrams = best_unigrams(first_step, scorer.settings().max_unigrams);
         let view = FmCorpus(&self.index);
-        let keys = scorer.keys(&view, &candidates, &unigrams);
+        let keys = scorer.keys(&view, candidates, &unigrams);
         let ranked = scorer.rank(&view, &keys);
 
         // Reports of every key, heaviest first.
@@ -534,9 +586,8 @@ impl Searcher {
             });
         }
         timings.scoring_ms = ms(t);
-        timings.total_ms = ms(started);
-        timings.thread_cpu_ms = thread_cpu_ms() - started_cpu;
-        Ok(SearchResponse { query: query.to_owned(), hits, ngrams, timings })
+        timings.total_ms += timings.scoring_ms;
+        Ok(SearchResponse { query: generated.query.clone(), hits, ngrams, timings })
     }
 
     /// The evidence of one scored passage: its matched keys (one entry per key, all its spans)
@@ -679,6 +730,37 @@ pub struct SealRetriever {
     pub settings: SearchSettings,
     /// Name in tables and run files.
     pub name: String,
+    /// Other rankings of the same generated n-grams, collected per query as a by-product (one
+    /// decode, several rankings: `seal eval --both-rankings`).
+    pub side_rankings: Vec<SideRanking>,
+}
+
+/// A second ranking computed from the same generation as a [`SealRetriever`]'s main one.
+pub struct SideRanking {
+    /// The ranking.
+    pub ranking: crate::score::Ranking,
+    /// Its results by query text.
+    pub results: std::sync::Mutex<std::collections::HashMap<String, Vec<(String, Score)>>>,
+}
+
+impl SideRanking {
+    /// An empty collection for `ranking`.
+    pub fn new(ranking: crate::score::Ranking) -> Self {
+        SideRanking { ranking, results: Default::default() }
+    }
+
+    /// The collected results as a run keyed by query id (`queries`: (id, text) pairs; a text
+    /// asked twice gives both ids the same results).
+    pub fn run<'q>(
+        &self,
+        queries: impl IntoIterator<Item = (&'q str, &'q str)>,
+    ) -> crate::eval::run::Run {
+        let results = self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queries
+            .into_iter()
+            .filter_map(|(id, text)| Some((id.to_owned(), results.get(text)?.clone())))
+            .collect()
+    }
 }
 
 impl crate::eval::Retriever for SealRetriever {
@@ -688,8 +770,23 @@ impl crate::eval::Retriever for SealRetriever {
 
     fn retrieve(&self, query: &str, k: usize) -> Result<Vec<(String, Score)>> {
         let settings = SearchSettings { k, evidence: false, ..self.settings.clone() };
-        let response = self.searcher.search(query, &settings)?;
-        Ok(response.hits.into_iter().map(|h| (h.id, h.score)).collect())
+        let hits = |response: SearchResponse| -> Vec<(String, Score)> {
+            response.hits.into_iter().map(|h| (h.id, h.score)).collect()
+        };
+        if self.side_rankings.is_empty() {
+            return Ok(hits(self.searcher.search(query, &settings)?));
+        }
+        let generated = self.searcher.generate(query, &settings)?;
+        for side in &self.side_rankings {
+            let mut side_settings = settings.clone();
+            side_settings.scoring.ranking = side.ranking;
+            let ranked = hits(self.searcher.rank(&generated, &side_settings)?);
+            side.results
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(query.to_owned(), ranked);
+        }
+        Ok(hits(self.searcher.rank(&generated, &settings)?))
     }
 }
 

@@ -188,9 +188,8 @@ fn seal_and_hybrid_systems_run_end_to_end_with_the_real_model() {
         .output()
         .unwrap();
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    for system in ["seal", "hybrid"] {
-        let dir = out.join(system);
-        let output = seal_eval(&[
+    let eval = |system: &str, dir: &Path, extra: &[&str]| {
+        let mut args = vec![
             "--dataset",
             dataset.to_str().unwrap(),
             "--system",
@@ -202,7 +201,13 @@ fn seal_and_hybrid_systems_run_end_to_end_with_the_real_model() {
             "--json",
             "--out",
             dir.to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        seal_eval(&args)
+    };
+    for system in ["seal", "hybrid"] {
+        let dir = out.join(system);
+        let output = eval(system, &dir, &[]);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(report["num_queries"], 4, "{report:#}");
@@ -216,6 +221,25 @@ fn seal_and_hybrid_systems_run_end_to_end_with_the_real_model() {
             assert!(fields[4].parse::<f64>().unwrap().is_finite(), "{line}");
         }
     }
+
+    // One decode ranked both ways gives exactly the runs of two separate evaluations.
+    let both = out.join("both");
+    let output = eval("seal", &both, &["--both-rankings"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lmfm = out.join("lmfm");
+    let output = eval("seal", &lmfm, &["--ranking", "lm+fm"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let read = |path: PathBuf| std::fs::read_to_string(&path).unwrap();
+    let without_tag = |run: String| -> Vec<String> {
+        run.lines().map(|l| l.rsplit_once(' ').unwrap().0.to_owned()).collect()
+    };
+    assert_eq!(
+        without_tag(read(both.join("run.trec"))),
+        without_tag(read(out.join("seal").join("run.trec")))
+    );
+    let side = without_tag(read(both.join("seal-lm_fm").join("run.trec")));
+    assert!(!side.is_empty());
+    assert_eq!(side, without_tag(read(lmfm.join("run.trec"))));
 }
 
 #[test]

@@ -8,7 +8,9 @@ use seal::eval::dataset::LoadOptions;
 use seal::eval::fusion::{fuse_runs, FusionMethod, Hybrid, Normalization};
 use seal::eval::harness::evaluate_run;
 use seal::eval::run::{read_trec_run, write_trec_run};
-use seal::eval::{evaluate, Dataset, EvalOptions, EvalReport, QueryFilter, Retriever};
+use seal::eval::{evaluate, Dataset, EvalOptions, EvalReport, QueryFilter};
+use seal::score::Ranking;
+use seal::searcher::{SealRetriever, SideRanking};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -115,6 +117,10 @@ pub struct EvalArgs {
     /// k = 10 and 60) and print one line each, to choose a fusion on train/dev queries.
     #[arg(long, requires = "from_runs")]
     fusion_grid: bool,
+    /// With --system seal: rank each query's generated n-grams both ways (intersective and
+    /// lm+fm) from one decode; the other ranking's run and metrics go to <out>/seal-<ranking>/.
+    #[arg(long)]
+    both_rankings: bool,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -176,10 +182,34 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 evaluate(&dataset, &bm25, &options)?
             }
             System::Seal => {
-                let seal = seal_retriever(&args, &dataset)?;
-                evaluate(&dataset, &seal, &options)?
+                let mut seal = seal_retriever(&args, &dataset)?;
+                if args.both_rankings {
+                    let other = match seal.settings.scoring.ranking {
+                        Ranking::Intersective => Ranking::LmFm,
+                        Ranking::LmFm => Ranking::Intersective,
+                    };
+                    seal.side_rankings.push(SideRanking::new(other));
+                }
+                let report = evaluate(&dataset, &seal, &options)?;
+                for side in &seal.side_rankings {
+                    let run =
+                        side.run(dataset.queries.iter().map(|q| (q.id.as_str(), q.text.as_str())));
+                    let name = format!("seal-{}", side.ranking);
+                    let mut side_report = evaluate_run(&dataset, run, &name);
+                    side_report.latencies = report.latencies.clone();
+                    side_report.total_seconds = report.total_seconds;
+                    let out = output_dir(&args, &report).join(name.replace('+', "_"));
+                    write_outputs_to(&out, &side_report)?;
+                    if !args.json {
+                        print!("{}", side_report.table());
+                    }
+                }
+                report
             }
             System::Hybrid => {
+                if args.both_rankings {
+                    bail!("--both-rankings works with --system seal");
+                }
                 let seal = seal_retriever(&args, &dataset)?;
                 let bm25 = bm25_index(&dataset, args.bm25_index.as_deref())?.with_params(params);
                 let hybrid = Hybrid {
@@ -208,7 +238,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 
 /// The SEAL retriever over `--index`, or over an index of the dataset's corpus kept beside the
 /// evaluation outputs (`seal-eval/<dataset>-seal-index-<model>`), built on first use.
-fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<dyn Retriever>> {
+fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<SealRetriever>> {
     use seal::indexer::{build_index, read_manifest, ModelRef};
     use seal::model::{hub, tokenizer::Tokenizer};
     let cache = args.cache_dir.clone().unwrap_or_else(hub::default_cache_dir);
@@ -262,7 +292,12 @@ fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<dyn 
     {
         settings.prompt = style;
     }
-    Ok(Box::new(seal::searcher::SealRetriever { searcher, settings, name: "seal".to_owned() }))
+    Ok(Box::new(SealRetriever {
+        searcher,
+        settings,
+        name: "seal".to_owned(),
+        side_rankings: Vec::new(),
+    }))
 }
 
 /// Opens the BM25 index in `dir` when it was built from this corpus, builds it there when the
@@ -365,8 +400,9 @@ fn file_stem(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into())
 }
 
-fn write_outputs(args: &EvalArgs, report: &EvalReport) -> anyhow::Result<()> {
-    let out = match &args.out {
+/// `--out`, or `seal-eval/<dataset>-<split>-<system>[-distractors]`.
+fn output_dir(args: &EvalArgs, report: &EvalReport) -> PathBuf {
+    match &args.out {
         Some(out) => out.clone(),
         None => PathBuf::from("seal-eval").join(format!(
             "{}-{}-{}{}",
@@ -375,8 +411,16 @@ fn write_outputs(args: &EvalArgs, report: &EvalReport) -> anyhow::Result<()> {
             report.system.replace('+', "_"),
             if args.with_distractors { "-distractors" } else { "" }
         )),
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
+}
+
+fn write_outputs(args: &EvalArgs, report: &EvalReport) -> anyhow::Result<()> {
+    write_outputs_to(&output_dir(args, report), report)
+}
+
+/// Writes `run.trec` and `metrics.json` into `out`.
+fn write_outputs_to(out: &Path, report: &EvalReport) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let run_path = out.join("run.trec");
     write_trec_run(&run_path, &report.run, &report.system)?;
     let metrics_path = out.join("metrics.json");
