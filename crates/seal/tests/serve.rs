@@ -501,3 +501,82 @@ fn the_page_searches_and_highlights_the_matches_in_chromium() {
     eprintln!("screenshot of the search page: {}", shot.display());
     let _ = std::fs::remove_dir_all(&profile);
 }
+
+/// `seal serve --adapter`: the adapter is loaded, and a request that names no prompt gets the
+/// prompt the adapter was trained with (plain), not the base model's few-shot one. The adapter
+/// is a fresh LoRA (its `B` is zero, so the weights equal the base model's): what is tested is
+/// the wiring, through the real binary.
+#[test]
+fn serve_with_an_adapter_defaults_to_its_trained_prompt() {
+    use seal::train::adapter::{save_adapter, BaseModel};
+    use seal::train::net::{load_gguf_weights, LoraSettings, TrainMode, TrainNet};
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let model = common::smollm2_path();
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-adapter");
+    let _ = std::fs::remove_dir_all(&work);
+    let (index, adapter) = (work.join("index"), work.join("adapter"));
+    let seal = env!("CARGO_BIN_EXE_seal");
+    let built = Command::new(seal)
+        .args(["index", "--json", "--corpus"])
+        .arg(repo_root().join("testdata/tiny/corpus.jsonl"))
+        .arg("--out")
+        .arg(&index)
+        .arg("--model")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+    let mode = TrainMode::Lora(LoraSettings::default());
+    let (config, weights) =
+        load_gguf_weights(&model, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let net = TrainNet::new(config, weights, &mode, 0).unwrap();
+    let base =
+        BaseModel { name: "smollm2-135m".into(), fingerprint: hub::fingerprint(&model).unwrap() };
+    save_adapter(&adapter, &net, &mode, base, seal::prompt::PromptStyle::Plain, Default::default())
+        .unwrap();
+    drop(net);
+
+    let mut child = Command::new(seal)
+        .args(["serve", "--addr", "127.0.0.1:0", "--workers", "1", "--index"])
+        .arg(&index)
+        .arg("--model")
+        .arg(&model)
+        .arg("--adapter")
+        .arg(&adapter)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr: SocketAddr = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "seal serve exited before listening");
+        if let Some(rest) = line.split("on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let ngrams = |prompt: &str| -> Vec<(String, String)> {
+        let body = format!(
+            r#"{{"query": "where is the gallbladder", "k": 2, "beam": 3, "titles": false{prompt}}}"#
+        );
+        let r = post_json(addr, "/search", &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let r = r.json();
+        r["ngrams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["text"].to_string(), n["weight"].to_string()))
+            .collect()
+    };
+    let (default, plain, few_shot) =
+        (ngrams(""), ngrams(r#", "prompt": "plain""#), ngrams(r#", "prompt": "few-shot""#));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!default.is_empty());
+    assert_eq!(default, plain, "no prompt named = the adapter's trained prompt");
+    assert_ne!(default, few_shot, "the few-shot prompt generates other n-grams");
+}

@@ -1,6 +1,6 @@
 //! `seal serve`: the HTTP API and search page over one index (the library's [`seal::serve`]).
 
-use super::search::open_searcher;
+use super::search::{open_searcher_with_adapter, trained_prompt_style};
 use anyhow::Context;
 use clap::Args;
 use seal::searcher::MAX_QUERY_BYTES;
@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
+    /// A trained adapter directory (`seal train`) merged into the model at start-up; requests
+    /// that name no prompt get the prompt it was trained with.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// Model cache directory (default: $SEAL_CACHE_DIR, else ~/.cache/seal).
     #[arg(long, env = "SEAL_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -56,6 +60,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout < 1e6) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
+    let default_prompt =
+        trained_prompt_style(args.model.as_deref(), args.adapter.as_deref())?.unwrap_or_default();
     let config = ServeConfig {
         addr: args.addr,
         workers,
@@ -63,13 +69,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs_f64(args.timeout),
         max_body_bytes: args.max_body_bytes,
         limits: RequestLimits { max_query_bytes: args.max_query_bytes, max_k: args.max_k },
+        default_prompt,
     };
     config.validate()?;
-    let searcher = open_searcher(
+    let searcher = open_searcher_with_adapter(
         args.index.as_deref(),
         args.model.as_deref(),
         args.cache_dir.as_deref(),
         true,
+        args.adapter.as_deref(),
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -85,11 +85,15 @@ pub struct ValidSearch {
 
 impl SearchRequest {
     /// Checks every field and maps the request onto [`SearchSettings`] (unset fields keep SEAL's
-    /// defaults).
+    /// defaults; an unset `prompt` is `default_prompt`, the style the served model wants).
     ///
     /// # Errors
     /// An [`ApiError`] (400) naming the field and the accepted range.
-    pub fn validate(self, limits: &RequestLimits) -> Result<ValidSearch, ApiError> {
+    pub fn validate(
+        self,
+        limits: &RequestLimits,
+        default_prompt: PromptStyle,
+    ) -> Result<ValidSearch, ApiError> {
         let query = self.query.ok_or_else(|| {
             ApiError::bad_request(
                 "the request has no \"query\"; send {\"query\": \"your words\"} (and optionally \"k\" and other settings)",
@@ -133,7 +137,7 @@ impl SearchRequest {
             }
         };
         let prompt = match self.prompt.as_deref() {
-            None => defaults.prompt,
+            None => default_prompt,
             Some(name) => name
                 .parse::<PromptStyle>()
                 .map_err(|e| ApiError::bad_request(format!("\"prompt\": {e}")))?,
@@ -342,7 +346,7 @@ mod tests {
     const LIMITS: RequestLimits = RequestLimits { max_query_bytes: 20, max_k: 50 };
 
     fn validate(json: &str) -> Result<ValidSearch, ApiError> {
-        parse_search_request(json.as_bytes())?.validate(&LIMITS)
+        parse_search_request(json.as_bytes())?.validate(&LIMITS, PromptStyle::default())
     }
 
     fn error(json: &str) -> String {

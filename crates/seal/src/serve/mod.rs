@@ -39,6 +39,7 @@ pub mod api;
 pub mod pool;
 pub mod stats;
 
+use crate::prompt::PromptStyle;
 use crate::searcher::{Searcher, MAX_QUERY_BYTES};
 use crate::{DocId, Error, ErrorKind, Result};
 use api::{
@@ -86,6 +87,9 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Longest query and largest `k`.
     pub limits: RequestLimits,
+    /// The prompt of a request that names none: few-shot for a base model, the trained style
+    /// for a model with an adapter (`seal serve --adapter`).
+    pub default_prompt: PromptStyle,
 }
 
 impl Default for ServeConfig {
@@ -98,6 +102,7 @@ impl Default for ServeConfig {
             timeout: Duration::from_secs(60),
             max_body_bytes: 16 * 1024,
             limits: RequestLimits { max_query_bytes: MAX_QUERY_BYTES, max_k: 100 },
+            default_prompt: PromptStyle::default(),
         }
     }
 }
@@ -303,7 +308,8 @@ async fn run_search(
             ApiError::new(rejection.status(), format!("the body could not be read: {rejection}"))
         }
     })?;
-    let request = api::parse_search_request(&body)?.validate(&app.config.limits)?;
+    let request = api::parse_search_request(&body)?
+        .validate(&app.config.limits, app.config.default_prompt)?;
     let deadline = arrived + app.config.timeout;
     let searcher = Arc::clone(&app.searcher);
     let (query, settings) = (request.query, request.settings);
