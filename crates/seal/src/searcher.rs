@@ -225,6 +225,9 @@ pub struct Searcher {
     model: LanguageModel,
     /// `first_token_ok[id]`: may a body n-gram start with this token?
     first_token_ok: Vec<bool>,
+    /// `continues_word[id]`: does this token continue the word before it (no leading space,
+    /// starts with a letter or digit)?
+    continues_word: Vec<bool>,
     /// The token a title answer ends with (`"\n"`), scored in place of the title delimiter.
     title_end_token: Option<TokenId>,
     /// The query-independent start of each prompt (style × kind), prefilled once on first use
@@ -313,6 +316,16 @@ impl Searcher {
                         .is_some_and(char::is_alphanumeric)
             })
             .collect();
+        let continues_word = (0..tokenizer.vocab_size() as TokenId)
+            .map(|id| {
+                !tokenizer.is_word_start(id)
+                    && !tokenizer.is_special(id)
+                    && tokenizer
+                        .token_text(id)
+                        .and_then(|t| t.chars().next())
+                        .is_some_and(char::is_alphanumeric)
+            })
+            .collect();
         let title_end_token = match tokenizer.encode("\n")?.as_slice() {
             [t] => Some(*t),
             _ => None,
@@ -325,6 +338,7 @@ impl Searcher {
             tokenizer,
             model,
             first_token_ok,
+            continues_word,
             title_end_token,
             prefixes: Default::default(),
         })
@@ -523,14 +537,25 @@ impl Searcher {
             num_candidates: settings.scoring.num_candidates.max(settings.k),
             ..settings.scoring.clone()
         })?;
-        let Generated { candidates, sources, first_step, .. } = generated;
         let mut timings = generated.timings.clone();
+        let t = Instant::now();
+        let (candidates, sources): (Vec<Candidate>, Vec<NgramSource>) = generated
+            .candidates
+            .iter()
+            .zip(&generated.sources)
+            .filter(|(c, &source)| {
+                !(settings.scoring.whole_words
+                    && source == NgramSource::Body
+                    && self.ends_inside_words(&c.tokens))
+            })
+            .map(|(c, &source)| (c.clone(), source))
+            .unzip();
+        let first_step = &generated.first_step;
 
         // 4-5. Unigrams, weights, ranking.
-        let t = Instant::now();
         let unigrams = best_unigrams(first_step, scorer.settings().max_unigrams);
         let view = FmCorpus(&self.index);
-        let keys = scorer.keys(&view, candidates, &unigrams);
+        let keys = scorer.keys(&view, &candidates, &unigrams);
         let ranked = scorer.rank(&view, &keys);
 
         // Reports of every key, heaviest first.
@@ -588,6 +613,20 @@ impl Searcher {
         timings.scoring_ms = ms(t);
         timings.total_ms += timings.scoring_ms;
         Ok(SearchResponse { query: generated.query.clone(), hits, ngrams, timings })
+    }
+
+    /// Whether `ngram` ends inside a word in more than half of its corpus occurrences (the
+    /// token after it continues the word), as a cut-off fragment like `" autoph"` does.
+    fn ends_inside_words(&self, ngram: &[TokenId]) -> bool {
+        let range = self.index.range(ngram);
+        let inside: u64 = self
+            .index
+            .continuations(range)
+            .iter()
+            .filter(|(t, _)| self.continues_word.get(*t as usize).copied().unwrap_or(false))
+            .map(|(_, n)| n)
+            .sum();
+        inside * 2 > range.len() as u64
     }
 
     /// The evidence of one scored passage: its matched keys (one entry per key, all its spans)
@@ -735,18 +774,22 @@ pub struct SealRetriever {
     pub side_rankings: Vec<SideRanking>,
 }
 
-/// A second ranking computed from the same generation as a [`SealRetriever`]'s main one.
+/// Another ranking of the same generation as a [`SealRetriever`]'s main one: its scoring
+/// settings replace the main ones (the generation is shared, so only ranking-stage settings
+/// differ).
 pub struct SideRanking {
-    /// The ranking.
-    pub ranking: crate::score::Ranking,
+    /// Its name in tables and run files (`seal-lm+fm`).
+    pub name: String,
+    /// Its scoring settings.
+    pub scoring: ScoringSettings,
     /// Its results by query text.
     pub results: std::sync::Mutex<std::collections::HashMap<String, Vec<(String, Score)>>>,
 }
 
 impl SideRanking {
-    /// An empty collection for `ranking`.
-    pub fn new(ranking: crate::score::Ranking) -> Self {
-        SideRanking { ranking, results: Default::default() }
+    /// An empty collection for `scoring`.
+    pub fn new(name: impl Into<String>, scoring: ScoringSettings) -> Self {
+        SideRanking { name: name.into(), scoring, results: Default::default() }
     }
 
     /// The collected results as a run keyed by query id (`queries`: (id, text) pairs; a text
@@ -778,8 +821,8 @@ impl crate::eval::Retriever for SealRetriever {
         }
         let generated = self.searcher.generate(query, &settings)?;
         for side in &self.side_rankings {
-            let mut side_settings = settings.clone();
-            side_settings.scoring.ranking = side.ranking;
+            let side_settings =
+                SearchSettings { scoring: side.scoring.clone(), ..settings.clone() };
             let ranked = hits(self.searcher.rank(&generated, &side_settings)?);
             side.results
                 .lock()

@@ -205,3 +205,45 @@ fn a_batch_of_queries_writes_a_trec_run() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `whole_words` drops a body n-gram that stops inside a word (" Intertrop…" of
+/// " Intertropical") and keeps a whole-word one; other sources and the default are untouched.
+#[test]
+fn whole_words_drops_body_ngrams_cut_inside_a_word() {
+    use seal::score::{Candidate, ScoringSettings};
+    use seal::searcher::{Generated, NgramSource, SearchSettings, Searcher};
+    let searcher = Searcher::open(tiny_index(), &common::smollm2_path()).unwrap();
+    let tokenizer = searcher.tokenizer();
+    let word = tokenizer.encode(" Intertropical").unwrap();
+    assert!(word.len() >= 2, "a word of several tokens: {word:?}");
+    let fragment = word[..word.len() - 1].to_vec();
+    let whole = tokenizer.encode(" Convergence Zone").unwrap();
+    assert!(searcher.index().count(&fragment) > 0 && searcher.index().count(&whole) > 0);
+    let generated = |source: NgramSource| Generated {
+        query: "where does the itcz move".into(),
+        candidates: vec![
+            Candidate { tokens: fragment.clone(), logprob: -1.0 },
+            Candidate { tokens: whole.clone(), logprob: -1.0 },
+        ],
+        sources: vec![source; 2],
+        first_step: vec![f32::NEG_INFINITY; tokenizer.vocab_size()],
+        timings: Default::default(),
+    };
+    let texts = |source: NgramSource, whole_words: bool| -> Vec<String> {
+        let settings = SearchSettings {
+            scoring: ScoringSettings { whole_words, ..Default::default() },
+            ..Default::default()
+        };
+        let response = searcher.rank(&generated(source), &settings).unwrap();
+        assert!(!response.hits.is_empty());
+        response.ngrams.into_iter().map(|n| n.text).collect()
+    };
+    let fragment_text = tokenizer.decode(&fragment).unwrap().trim().to_owned();
+    let all = texts(NgramSource::Body, false);
+    assert!(
+        all.contains(&fragment_text) && all.contains(&"Convergence Zone".to_owned()),
+        "{all:?}"
+    );
+    assert_eq!(texts(NgramSource::Body, true), vec!["Convergence Zone".to_owned()]);
+    assert_eq!(texts(NgramSource::Query, true).len(), 2, "only body n-grams are filtered");
+}

@@ -9,7 +9,7 @@ use seal::eval::fusion::{fuse_runs, FusionMethod, Hybrid, Normalization};
 use seal::eval::harness::evaluate_run;
 use seal::eval::run::{read_trec_run, write_trec_run};
 use seal::eval::{evaluate, Dataset, EvalOptions, EvalReport, QueryFilter};
-use seal::score::Ranking;
+use seal::score::{Ranking, ScoringSettings};
 use seal::searcher::{SealRetriever, SideRanking};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -121,6 +121,10 @@ pub struct EvalArgs {
     /// lm+fm) from one decode; the other ranking's run and metrics go to <out>/seal-<ranking>/.
     #[arg(long)]
     both_rankings: bool,
+    /// With --system seal: also rank each query with the opposite --whole-words setting, from
+    /// the same decode (to choose it on train/dev queries); written to <out>/seal-whole-words-<on|off>/.
+    #[arg(long)]
+    compare_whole_words: bool,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -183,19 +187,28 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
             System::Seal => {
                 let mut seal = seal_retriever(&args, &dataset)?;
+                let main = seal.settings.scoring.clone();
                 if args.both_rankings {
-                    let other = match seal.settings.scoring.ranking {
+                    let ranking = match main.ranking {
                         Ranking::Intersective => Ranking::LmFm,
                         Ranking::LmFm => Ranking::Intersective,
                     };
-                    seal.side_rankings.push(SideRanking::new(other));
+                    let scoring = ScoringSettings { ranking, ..main.clone() };
+                    seal.side_rankings.push(SideRanking::new(format!("seal-{ranking}"), scoring));
+                }
+                if args.compare_whole_words {
+                    let whole_words = !main.whole_words;
+                    let name =
+                        format!("seal-whole-words-{}", if whole_words { "on" } else { "off" });
+                    let scoring = ScoringSettings { whole_words, ..main.clone() };
+                    seal.side_rankings.push(SideRanking::new(name, scoring));
                 }
                 let report = evaluate(&dataset, &seal, &options)?;
                 for side in &seal.side_rankings {
                     let run =
                         side.run(dataset.queries.iter().map(|q| (q.id.as_str(), q.text.as_str())));
-                    let name = format!("seal-{}", side.ranking);
-                    let mut side_report = evaluate_run(&dataset, run, &name);
+                    let name = &side.name;
+                    let mut side_report = evaluate_run(&dataset, run, name);
                     side_report.latencies = report.latencies.clone();
                     side_report.total_seconds = report.total_seconds;
                     let out = output_dir(&args, &report).join(name.replace('+', "_"));
@@ -207,8 +220,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 report
             }
             System::Hybrid => {
-                if args.both_rankings {
-                    bail!("--both-rankings works with --system seal");
+                if args.both_rankings || args.compare_whole_words {
+                    bail!("--both-rankings and --compare-whole-words work with --system seal");
                 }
                 let seal = seal_retriever(&args, &dataset)?;
                 let bm25 = bm25_index(&dataset, args.bm25_index.as_deref())?.with_params(params);

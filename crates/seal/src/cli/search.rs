@@ -86,6 +86,10 @@ pub struct DecodeArgs {
     /// Do not add the query's own 1-3-word spans.
     #[arg(long)]
     pub no_query_ngrams: bool,
+    /// Drop generated passage n-grams that end inside a word in most of their occurrences
+    /// (fragments like "autoph"); not in SEAL.
+    #[arg(long, value_name = "BOOL", default_value_t = ScoringSettings::default().whole_words, action = clap::ArgAction::Set)]
+    pub whole_words: bool,
 }
 
 impl SettingsArgs {
@@ -107,7 +111,11 @@ impl DecodeArgs {
             prompt: self.prompt,
             titles: !self.no_titles,
             query_ngrams: !self.no_query_ngrams,
-            scoring: ScoringSettings { ranking: self.ranking, ..ScoringSettings::default() },
+            scoring: ScoringSettings {
+                ranking: self.ranking,
+                whole_words: self.whole_words,
+                ..ScoringSettings::default()
+            },
             ..SearchSettings::default()
         }
     }

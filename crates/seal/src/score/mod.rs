@@ -181,6 +181,11 @@ pub struct ScoringSettings {
     /// When no key is rare, run the first stage over all keys instead of returning nothing (the
     /// reference returns nothing). Default: yes.
     pub frequent_fallback: bool,
+    /// Drop generated passage n-grams that end inside a word in most of their corpus
+    /// occurrences (`" autoph"` of `" autophagy"`): rare as token strings, such fragments get
+    /// the largest weights of Eq. 1-2 although they are no phrase (BENCHMARKS.md, "Where
+    /// zero-shot SEAL loses"). Applied by the searcher, which knows the tokenizer. Not in SEAL.
+    pub whole_words: bool,
 }
 
 impl Default for ScoringSettings {
@@ -199,6 +204,7 @@ impl Default for ScoringSettings {
             max_unigrams: 5000,
             unigram_exponent: UnigramExponent::One,
             frequent_fallback: true,
+            whole_words: false,
         }
     }
 }
