@@ -315,7 +315,10 @@ fn prefill_continue_equals_prefilling_the_whole_prompt() {
     let (prefix, _) = model.prefill(&whole[..8]).unwrap();
     assert!(model.prefill_continue(&prefix, &[]).is_err(), "nothing to continue with");
     assert!(model.prefill_continue(&prefix, &[model.vocab_size() as u32]).is_err());
+    // The beams a prefix has grown are ignored: only its prompt is continued.
     let mut stepped = prefix.clone();
     model.step(&mut stepped, &[0], &[28]).unwrap();
-    assert!(model.prefill_continue(&stepped, &[5]).is_err(), "state has taken a step");
+    let (_, from_stepped) = model.prefill_continue(&stepped, &[5]).unwrap();
+    let (_, from_fresh) = model.prefill_continue(&prefix, &[5]).unwrap();
+    assert_eq!(from_stepped, from_fresh, "beams of the prefix are ignored");
 }

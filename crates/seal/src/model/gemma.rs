@@ -32,10 +32,8 @@ use std::path::Path;
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::Device;
 
-use super::llama::{
-    apply_rope, log_softmax_in_place, logsumexp, project, rms_norm, Attend, DecodeState, OutPtr,
-    Precision, StepOutput,
-};
+use super::beams::{self, Attend, DecodeState, Network, StepOutput};
+use super::llama::{apply_rope, project, rms_norm, OutPtr, Precision};
 use super::ops::{self, ActBlock, Matrix, BLOCK};
 use super::requant;
 use crate::{Error, ErrorKind, Result};
@@ -110,10 +108,6 @@ fn model_err(msg: impl Into<String>) -> Error {
 
 fn candle_err(context: String) -> impl FnOnce(candle_core::Error) -> Error {
     move |e| Error::new(ErrorKind::Model, context).with_source(e)
-}
-
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::InvalidInput, msg)
 }
 
 impl GemmaModel {
@@ -238,43 +232,6 @@ impl GemmaModel {
         self.config.vocab_size
     }
 
-    fn kv_dim(&self) -> usize {
-        self.config.head_count_kv * self.config.head_dim
-    }
-
-    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
-            return Err(invalid(format!(
-                "token id {t} is outside the model's vocabulary of {}",
-                self.config.vocab_size
-            )));
-        }
-        Ok(())
-    }
-
-    fn check_position(&self, position: usize) -> Result<()> {
-        if position >= self.config.context_length {
-            return Err(invalid(format!(
-                "sequence of {} tokens exceeds the model's context length of {}; shorten the prompt",
-                position + 1,
-                self.config.context_length
-            )));
-        }
-        Ok(())
-    }
-
-    fn check_state(&self, state: &DecodeState) -> Result<()> {
-        let kv = self.kv_dim();
-        if state.keys.len() != self.layers.len()
-            || state.keys.iter().chain(&state.values).any(|k| k.len() != state.entries * kv)
-        {
-            return Err(invalid(
-                "this decoding state was made by another model; prefill the prompt with this one",
-            ));
-        }
-        Ok(())
-    }
-
     /// Runs the prompt once. The returned state holds its cache (shared by all beams) and one
     /// beam (the prompt itself); the vector is the log-softmax over the vocabulary for the next
     /// token.
@@ -282,8 +239,7 @@ impl GemmaModel {
     /// # Errors
     /// Empty prompt, a token outside the vocabulary, or a prompt longer than the context.
     pub fn prefill(&self, prompt: &[u32]) -> Result<(DecodeState, Vec<f32>)> {
-        let (state, hidden) = self.extend_prompt(self.empty_state(prompt.len()), prompt)?;
-        Ok((state, self.last_log_probs(&hidden, prompt.len())))
+        beams::prefill(self, prompt)
     }
 
     /// Extends the prompt of `prefix` (a state from [`Self::prefill`] or this method; any beams
@@ -299,73 +255,7 @@ impl GemmaModel {
         prefix: &DecodeState,
         tokens: &[u32],
     ) -> Result<(DecodeState, Vec<f32>)> {
-        self.check_state(prefix)?;
-        let kv = self.kv_dim();
-        let p = prefix.prompt_len;
-        let cap = (p + tokens.len() + 256) * kv;
-        let copy = |pool: &Vec<Vec<f32>>| -> Vec<Vec<f32>> {
-            pool.iter()
-                .map(|layer| {
-                    let mut v = Vec::with_capacity(cap);
-                    v.extend_from_slice(&layer[..p * kv]);
-                    v
-                })
-                .collect()
-        };
-        let state = DecodeState {
-            prompt_len: p,
-            keys: copy(&prefix.keys),
-            values: copy(&prefix.values),
-            entries: p,
-            paths: vec![Vec::new()],
-        };
-        let (state, hidden) = self.extend_prompt(state, tokens)?;
-        Ok((state, self.last_log_probs(&hidden, tokens.len())))
-    }
-
-    fn empty_state(&self, prompt_len: usize) -> DecodeState {
-        let cap = (prompt_len + 256) * self.kv_dim();
-        let n = self.layers.len();
-        DecodeState {
-            prompt_len: 0,
-            keys: (0..n).map(|_| Vec::with_capacity(cap)).collect(),
-            values: (0..n).map(|_| Vec::with_capacity(cap)).collect(),
-            entries: 0,
-            paths: vec![Vec::new()],
-        }
-    }
-
-    /// Appends `tokens` to the prompt of `state` (whose pool holds exactly its prompt) in one
-    /// batch; returns the state and the final hidden rows of the new tokens.
-    fn extend_prompt(
-        &self,
-        mut state: DecodeState,
-        tokens: &[u32],
-    ) -> Result<(DecodeState, Vec<f32>)> {
-        if tokens.is_empty() {
-            return Err(invalid("the prompt is empty; give at least one token"));
-        }
-        self.check_tokens(tokens)?;
-        let p = state.prompt_len;
-        self.check_position(p + tokens.len() - 1)?;
-        let positions: Vec<usize> = (p..p + tokens.len()).collect();
-        let attend = Attend {
-            contiguous: (p + 1..=p + tokens.len()).collect(),
-            extra: Vec::new(),
-            extra_start: vec![0; tokens.len() + 1],
-        };
-        let hidden = self.forward(&mut state, tokens, &positions, &attend);
-        state.prompt_len = p + tokens.len();
-        state.paths = vec![Vec::new()];
-        Ok((state, hidden))
-    }
-
-    fn last_log_probs(&self, hidden: &[f32], n: usize) -> Vec<f32> {
-        let d = self.config.embedding_length;
-        let mut logits = vec![0f32; self.config.vocab_size];
-        self.head_full(&hidden[(n - 1) * d..n * d], 1, &mut logits);
-        log_softmax_in_place(&mut logits);
-        logits
+        beams::prefill_continue(self, prefix, tokens)
     }
 
     /// The log-softmax over the vocabulary after every prompt position (row `i` predicts token
@@ -374,65 +264,7 @@ impl GemmaModel {
     /// # Errors
     /// As [`Self::prefill`].
     pub fn prompt_log_probs(&self, prompt: &[u32]) -> Result<Vec<Vec<f32>>> {
-        let (_, hidden) = self.extend_prompt(self.empty_state(prompt.len()), prompt)?;
-        let d = self.config.embedding_length;
-        Ok((0..prompt.len())
-            .map(|i| {
-                let mut logits = vec![0f32; self.config.vocab_size];
-                self.head_full(&hidden[i * d..(i + 1) * d], 1, &mut logits);
-                log_softmax_in_place(&mut logits);
-                logits
-            })
-            .collect())
-    }
-
-    /// Validates a step's arguments and runs the forward pass; returns the final hidden rows, one
-    /// per beam, and updates `state` to the new beams.
-    fn step_hidden(
-        &self,
-        state: &mut DecodeState,
-        parents: &[usize],
-        tokens: &[u32],
-    ) -> Result<Vec<f32>> {
-        if parents.len() != tokens.len() {
-            return Err(invalid(format!(
-                "step got {} parents but {} tokens; give one of each per beam",
-                parents.len(),
-                tokens.len()
-            )));
-        }
-        self.check_state(state)?;
-        if let Some(&p) = parents.iter().find(|&&p| p >= state.paths.len()) {
-            return Err(invalid(format!(
-                "parent beam {p} does not exist (the previous step had {} beams)",
-                state.paths.len()
-            )));
-        }
-        self.check_tokens(tokens)?;
-        let base = state.entries as u32;
-        let mut new_paths = Vec::with_capacity(parents.len());
-        let mut positions = Vec::with_capacity(parents.len());
-        for (b, &p) in parents.iter().enumerate() {
-            let mut path = Vec::with_capacity(state.paths[p].len() + 1);
-            path.extend_from_slice(&state.paths[p]);
-            path.push(base + b as u32);
-            let position = state.prompt_len + path.len() - 1;
-            self.check_position(position)?;
-            positions.push(position);
-            new_paths.push(path);
-        }
-        let mut attend = Attend {
-            contiguous: vec![state.prompt_len; parents.len()],
-            extra: Vec::new(),
-            extra_start: vec![0],
-        };
-        for path in &new_paths {
-            attend.extra.extend_from_slice(path);
-            attend.extra_start.push(attend.extra.len());
-        }
-        let hidden = self.forward(state, tokens, &positions, &attend);
-        state.paths = new_paths;
-        Ok(hidden)
+        beams::prompt_log_probs(self, prompt)
     }
 
     /// One batched decoding step: beam `b` continues parent beam `parents[b]` of the previous
@@ -448,14 +280,7 @@ impl GemmaModel {
         parents: &[usize],
         tokens: &[u32],
     ) -> Result<StepOutput> {
-        let hidden = self.step_hidden(state, parents, tokens)?;
-        let vocab = self.config.vocab_size;
-        let mut data = vec![0f32; tokens.len() * vocab];
-        self.head_full(&hidden, tokens.len(), &mut data);
-        for row in data.chunks_exact_mut(vocab) {
-            log_softmax_in_place(row);
-        }
-        Ok(StepOutput { data, vocab })
+        beams::step(self, state, parents, tokens)
     }
 
     /// Like [`Self::step`], but returns for beam `b` only the log-probabilities of the ids in
@@ -472,25 +297,7 @@ impl GemmaModel {
         tokens: &[u32],
         subset: &[&[u32]],
     ) -> Result<Vec<Vec<f32>>> {
-        if subset.len() != tokens.len() {
-            return Err(invalid(format!(
-                "step_subset got {} subsets for {} beams",
-                subset.len(),
-                tokens.len()
-            )));
-        }
-        for s in subset {
-            self.check_tokens(s)?;
-        }
-        let hidden = self.step_hidden(state, parents, tokens)?;
-        let normalizers = self.head_logsumexp(&hidden, tokens.len());
-        let mut out = self.head_ids(&hidden, subset);
-        for (row, z) in out.iter_mut().zip(normalizers) {
-            for v in row.iter_mut() {
-                *v -= z;
-            }
-        }
-        Ok(out)
+        beams::step_subset(self, state, parents, tokens, subset)
     }
 
     /// Teacher-forced scoring: for each continuation, the log-probability of each of its tokens
@@ -503,53 +310,7 @@ impl GemmaModel {
         prompt: &[u32],
         continuations: &[Vec<u32>],
     ) -> Result<Vec<Vec<f32>>> {
-        let (mut state, first) = self.prefill(prompt)?;
-        let mut tokens = Vec::new();
-        let mut positions = Vec::new();
-        let mut targets = Vec::new();
-        let mut attend = Attend { contiguous: Vec::new(), extra: Vec::new(), extra_start: vec![0] };
-        for c in continuations {
-            self.check_tokens(c)?;
-            if !c.is_empty() {
-                self.check_position(prompt.len() + c.len() - 1)?;
-            }
-            // Rows are every token but the last: row j predicts token j + 1.
-            let first_entry = state.entries + tokens.len();
-            for j in 0..c.len().saturating_sub(1) {
-                tokens.push(c[j]);
-                positions.push(prompt.len() + j);
-                targets.push(c[j + 1]);
-                attend.contiguous.push(prompt.len());
-                attend.extra.extend((0..=j).map(|i| (first_entry + i) as u32));
-                attend.extra_start.push(attend.extra.len());
-            }
-        }
-        let mut target_scores = Vec::new();
-        if !tokens.is_empty() {
-            let hidden = self.forward(&mut state, &tokens, &positions, &attend);
-            let normalizers = self.head_logsumexp(&hidden, tokens.len());
-            let ids: Vec<&[u32]> = targets.iter().map(std::slice::from_ref).collect();
-            target_scores = self
-                .head_ids(&hidden, &ids)
-                .into_iter()
-                .zip(normalizers)
-                .map(|(v, z)| v[0] - z)
-                .collect();
-        }
-        let mut row = 0;
-        let mut out = Vec::with_capacity(continuations.len());
-        for c in continuations {
-            let mut scores = Vec::with_capacity(c.len());
-            if let Some(&t0) = c.first() {
-                scores.push(first[t0 as usize]);
-            }
-            for _ in 1..c.len() {
-                scores.push(target_scores[row]);
-                row += 1;
-            }
-            out.push(scores);
-        }
-        Ok(out)
+        beams::score_continuations(self, prompt, continuations)
     }
 
     fn soft_cap(&self, logits: &mut [f32]) {
@@ -558,62 +319,6 @@ impl GemmaModel {
                 *v = cap * (*v / cap).tanh();
             }
         }
-    }
-
-    /// Full-vocabulary logits of `n` normalized hidden rows into `out` (`n × vocab`).
-    fn head_full(&self, hidden: &[f32], n: usize, out: &mut [f32]) {
-        let head = &self.token_embd;
-        let kb = head.blocks_per_row();
-        let mut xq = Vec::new();
-        if head.wants_quantized_input() {
-            xq = vec![ActBlock::default(); n * kb];
-            for i in 0..n {
-                ops::quantize_row(
-                    &hidden[i * head.cols..(i + 1) * head.cols],
-                    &mut xq[i * kb..(i + 1) * kb],
-                );
-            }
-        }
-        head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
-        self.soft_cap(&mut out[..n * head.rows]);
-    }
-
-    /// The log-sum-exp of each row's logits over the whole vocabulary, in slices of rows.
-    fn head_logsumexp(&self, hidden: &[f32], n: usize) -> Vec<f32> {
-        let d = self.config.embedding_length;
-        let vocab = self.config.vocab_size;
-        let rows_per_chunk = 16;
-        let mut logits = vec![0f32; rows_per_chunk.min(n) * vocab];
-        let mut out = Vec::with_capacity(n);
-        for start in (0..n).step_by(rows_per_chunk) {
-            let m = rows_per_chunk.min(n - start);
-            self.head_full(&hidden[start * d..(start + m) * d], m, &mut logits[..m * vocab]);
-            for row in logits[..m * vocab].chunks_exact(vocab) {
-                out.push(logsumexp(row));
-            }
-        }
-        out
-    }
-
-    /// Logits of the given ids per row (same kernel and arithmetic as [`Self::head_full`]).
-    fn head_ids(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<Vec<f32>> {
-        let head = &self.token_embd;
-        let kb = head.blocks_per_row();
-        let d = head.cols;
-        let mut xq = vec![ActBlock::default(); kb];
-        ids.iter()
-            .enumerate()
-            .map(|(i, ids)| {
-                let x = &hidden[i * d..(i + 1) * d];
-                if head.wants_quantized_input() {
-                    ops::quantize_row(x, &mut xq);
-                }
-                let mut out = vec![0f32; ids.len()];
-                head.matmul_ids(&xq, x, 0, ids, &mut out);
-                self.soft_cap(&mut out);
-                out
-            })
-            .collect()
     }
 
     fn ensure_rope(&self, positions: usize) {
@@ -642,6 +347,144 @@ impl GemmaModel {
             }
             *table = RopeTable { positions: n, cos, sin };
         }
+    }
+
+    /// Causal attention of each row over its own list of cache entries (grouped-query heads),
+    /// limited to the last `window` of them on sliding layers. `q` holds row `r`'s query heads at
+    /// `q[r * q_stride..]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        q: &[f32],
+        q_stride: usize,
+        keys: &[f32],
+        values: &[f32],
+        attend: &Attend,
+        window: Option<usize>,
+        out: &mut [f32],
+    ) {
+        let c = &self.config;
+        let hd = c.head_dim;
+        let n_head = c.head_count;
+        let group = n_head / c.head_count_kv;
+        let kv_dim = c.head_count_kv * hd;
+        let q_dim = n_head * hd;
+        let n = attend.contiguous.len();
+        let scale = c.attention_scale;
+        let out_ptr = OutPtr(out.as_mut_ptr());
+        candle_core::utils::barrier_pool().execute_chunked(n * n_head, |items| {
+            let out_ptr = &out_ptr;
+            let mut scores = Vec::new();
+            let mut acc = vec![0f32; hd];
+            for item in items {
+                let (r, h) = (item / n_head, item % n_head);
+                let g = h / group;
+                let qh = &q[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
+                let extra = &attend.extra[attend.extra_start[r]..attend.extra_start[r + 1]];
+                let contiguous = attend.contiguous[r];
+                let entry = |i: usize| -> usize {
+                    if i < contiguous {
+                        i
+                    } else {
+                        extra[i - contiguous] as usize
+                    }
+                };
+                let len = contiguous + extra.len();
+                // The i-th visible entry is at position i (see `forward`); the row is at len - 1.
+                let first = window.map_or(0, |w| len.saturating_sub(w));
+                scores.clear();
+                let mut max = f32::NEG_INFINITY;
+                for i in first..len {
+                    let e = entry(i);
+                    let kv = &keys[e * kv_dim + g * hd..e * kv_dim + (g + 1) * hd];
+                    let s = ops::dot_f32(qh, kv) * scale;
+                    max = max.max(s);
+                    scores.push(s);
+                }
+                let mut sum = 0f32;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                for (k, &w) in scores.iter().enumerate() {
+                    let e = entry(first + k);
+                    let vv = &values[e * kv_dim + g * hd..e * kv_dim + (g + 1) * hd];
+                    for (a, &x) in acc.iter_mut().zip(vv) {
+                        *a += w * x;
+                    }
+                }
+                let inv = 1.0 / sum;
+                // SAFETY: each (row, head) item writes its own disjoint slice of `out`.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out_ptr.0.add(r * q_dim + h * hd), hd)
+                };
+                for (o, a) in dst.iter_mut().zip(&acc) {
+                    *o = a * inv;
+                }
+            }
+        });
+    }
+}
+
+impl Network for GemmaModel {
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn embedding_length(&self) -> usize {
+        self.config.embedding_length
+    }
+
+    fn context_length(&self) -> usize {
+        self.config.context_length
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.config.head_count_kv * self.config.head_dim
+    }
+
+    /// Full-vocabulary logits of `n` normalized hidden rows into `out` (`n × vocab`).
+    fn head_full(&self, hidden: &[f32], n: usize, out: &mut [f32]) {
+        let head = &self.token_embd;
+        let kb = head.blocks_per_row();
+        let mut xq = Vec::new();
+        if head.wants_quantized_input() {
+            xq = vec![ActBlock::default(); n * kb];
+            for i in 0..n {
+                ops::quantize_row(
+                    &hidden[i * head.cols..(i + 1) * head.cols],
+                    &mut xq[i * kb..(i + 1) * kb],
+                );
+            }
+        }
+        head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
+        self.soft_cap(&mut out[..n * head.rows]);
+    }
+
+    /// Logits of the given ids per row (same kernel and arithmetic as [`Self::head_full`]).
+    fn head_ids(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<Vec<f32>> {
+        let head = &self.token_embd;
+        let kb = head.blocks_per_row();
+        let d = head.cols;
+        let mut xq = vec![ActBlock::default(); kb];
+        ids.iter()
+            .enumerate()
+            .map(|(i, ids)| {
+                let x = &hidden[i * d..(i + 1) * d];
+                if head.wants_quantized_input() {
+                    ops::quantize_row(x, &mut xq);
+                }
+                let mut out = vec![0f32; ids.len()];
+                head.matmul_ids(&xq, x, 0, ids, &mut out);
+                self.soft_cap(&mut out);
+                out
+            })
+            .collect()
     }
 
     /// The forward pass of `tokens` (one row each, at `positions`), appending their keys/values to
@@ -739,83 +582,6 @@ impl GemmaModel {
         let mut out = vec![0f32; n * d];
         rms_norm(&x, &self.output_norm, c.rms_norm_eps, &mut out);
         out
-    }
-
-    /// Causal attention of each row over its own list of cache entries (grouped-query heads),
-    /// limited to the last `window` of them on sliding layers. `q` holds row `r`'s query heads at
-    /// `q[r * q_stride..]`.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(
-        &self,
-        q: &[f32],
-        q_stride: usize,
-        keys: &[f32],
-        values: &[f32],
-        attend: &Attend,
-        window: Option<usize>,
-        out: &mut [f32],
-    ) {
-        let c = &self.config;
-        let hd = c.head_dim;
-        let n_head = c.head_count;
-        let group = n_head / c.head_count_kv;
-        let kv_dim = c.head_count_kv * hd;
-        let q_dim = n_head * hd;
-        let n = attend.contiguous.len();
-        let scale = c.attention_scale;
-        let out_ptr = OutPtr(out.as_mut_ptr());
-        candle_core::utils::barrier_pool().execute_chunked(n * n_head, |items| {
-            let out_ptr = &out_ptr;
-            let mut scores = Vec::new();
-            let mut acc = vec![0f32; hd];
-            for item in items {
-                let (r, h) = (item / n_head, item % n_head);
-                let g = h / group;
-                let qh = &q[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
-                let extra = &attend.extra[attend.extra_start[r]..attend.extra_start[r + 1]];
-                let contiguous = attend.contiguous[r];
-                let entry = |i: usize| -> usize {
-                    if i < contiguous {
-                        i
-                    } else {
-                        extra[i - contiguous] as usize
-                    }
-                };
-                let len = contiguous + extra.len();
-                // The i-th visible entry is at position i (see `forward`); the row is at len - 1.
-                let first = window.map_or(0, |w| len.saturating_sub(w));
-                scores.clear();
-                let mut max = f32::NEG_INFINITY;
-                for i in first..len {
-                    let e = entry(i);
-                    let kv = &keys[e * kv_dim + g * hd..e * kv_dim + (g + 1) * hd];
-                    let s = ops::dot_f32(qh, kv) * scale;
-                    max = max.max(s);
-                    scores.push(s);
-                }
-                let mut sum = 0f32;
-                for s in scores.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for (k, &w) in scores.iter().enumerate() {
-                    let e = entry(first + k);
-                    let vv = &values[e * kv_dim + g * hd..e * kv_dim + (g + 1) * hd];
-                    for (a, &x) in acc.iter_mut().zip(vv) {
-                        *a += w * x;
-                    }
-                }
-                let inv = 1.0 / sum;
-                // SAFETY: each (row, head) item writes its own disjoint slice of `out`.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out_ptr.0.add(r * q_dim + h * hd), hd)
-                };
-                for (o, a) in dst.iter_mut().zip(&acc) {
-                    *o = a * inv;
-                }
-            }
-        });
     }
 }
 

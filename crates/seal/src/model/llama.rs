@@ -31,6 +31,7 @@ use std::path::Path;
 use candle_core::quantized::gguf_file;
 use candle_core::Device;
 
+use super::beams::{self, Attend, Network};
 use super::ops::{self, ActBlock, Matrix, BLOCK};
 use crate::{Error, ErrorKind, Result};
 
@@ -100,60 +101,7 @@ struct RopeTable {
     sin: Vec<f32>,
 }
 
-/// The key/value cache of one prompt and every beam grown from it.
-///
-/// Entries `0..prompt_len` of each layer's pool are the prompt; every step appends one entry per
-/// beam. A beam is the list of its own entries after the prompt (`paths[b]`). Cloning gives an
-/// independent copy (e.g. to decode twice from one prefilled prompt).
-#[derive(Clone)]
-pub struct DecodeState {
-    pub(super) prompt_len: usize,
-    /// Per layer: keys and values, `[entry][head_count_kv * head_dim]`.
-    pub(super) keys: Vec<Vec<f32>>,
-    pub(super) values: Vec<Vec<f32>>,
-    pub(super) entries: usize,
-    pub(super) paths: Vec<Vec<u32>>,
-}
-
-impl DecodeState {
-    /// Number of prompt tokens.
-    pub fn prompt_len(&self) -> usize {
-        self.prompt_len
-    }
-    /// Number of live beams (1 right after the prefill: the prompt itself).
-    pub fn num_beams(&self) -> usize {
-        self.paths.len()
-    }
-    /// Number of tokens after the prompt in beam `b`.
-    pub fn beam_len(&self, b: usize) -> usize {
-        self.paths[b].len()
-    }
-}
-
-/// Log-softmax over the full vocabulary for each beam of a step, one row per beam.
-pub struct StepOutput {
-    pub(super) data: Vec<f32>,
-    pub(super) vocab: usize,
-}
-
-impl StepOutput {
-    /// The log-probabilities of beam `b` over the vocabulary.
-    pub fn row(&self, b: usize) -> &[f32] {
-        &self.data[b * self.vocab..(b + 1) * self.vocab]
-    }
-    /// Number of beams.
-    pub fn num_rows(&self) -> usize {
-        self.data.len().checked_div(self.vocab).unwrap_or(0)
-    }
-}
-
-/// What a batch of rows attends to: row `r` sees the prompt entries `0..contiguous[r]` and then
-/// the entries `extra[extra_start[r]..extra_start[r + 1]]` (which include its own new entry).
-pub(super) struct Attend {
-    pub(super) contiguous: Vec<usize>,
-    pub(super) extra: Vec<u32>,
-    pub(super) extra_start: Vec<usize>,
-}
+pub use super::beams::{DecodeState, StepOutput};
 
 fn model_err(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Model, msg)
@@ -336,45 +284,6 @@ impl LlamaModel {
         self.output.as_ref().unwrap_or(&self.token_embd)
     }
 
-    fn new_state(&self, prompt_len: usize) -> DecodeState {
-        let kv = self.config.head_count_kv * self.config.head_dim;
-        let cap = (prompt_len + 256) * kv;
-        DecodeState {
-            prompt_len,
-            keys: (0..self.config.block_count).map(|_| Vec::with_capacity(cap)).collect(),
-            values: (0..self.config.block_count).map(|_| Vec::with_capacity(cap)).collect(),
-            entries: 0,
-            paths: vec![Vec::new()],
-        }
-    }
-
-    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "token id {t} is outside the model's vocabulary of {}",
-                    self.config.vocab_size
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    fn check_position(&self, position: usize) -> Result<()> {
-        if position >= self.config.context_length {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "sequence of {} tokens exceeds the model's context length of {}; shorten the prompt",
-                    position + 1,
-                    self.config.context_length
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// Runs the prompt once. The returned state holds its cache (shared by all beams) and one
     /// beam, the prompt itself; the vector is the log-softmax over the vocabulary after the last
     /// prompt token.
@@ -382,97 +291,26 @@ impl LlamaModel {
     /// # Errors
     /// Empty prompt, a token outside the vocabulary, or a prompt longer than the context.
     pub fn prefill(&self, prompt: &[u32]) -> Result<(DecodeState, Vec<f32>)> {
-        let (state, hidden) = self.run_prompt(prompt)?;
-        let d = self.config.embedding_length;
-        let mut logits = vec![0f32; self.config.vocab_size];
-        self.head_full(&hidden[(prompt.len() - 1) * d..], 1, &mut logits);
-        log_softmax_in_place(&mut logits);
-        Ok((state, logits))
+        beams::prefill(self, prompt)
     }
 
     /// Continues a prefilled prompt with more prompt tokens: the returned state is the prompt
-    /// `prefix + tokens` (one beam, ready for [`Self::step`]) and the vector the log-softmax
-    /// after its last token. `prefix` is left untouched, so one prefilled prefix (e.g. the
-    /// query-independent part of a few-shot prompt) serves many queries; only `tokens` are
-    /// computed. The numbers are those of prefilling `prefix + tokens` at once (every row of a
-    /// prompt attends to the same entries in the same order; the kernels are per-row).
+    /// `prefix + tokens` (one beam, ready for [`Self::step`]; beams `prefix` may have grown are
+    /// ignored) and the vector the log-softmax after its last token. `prefix` is left untouched,
+    /// so one prefilled prefix (e.g. the query-independent part of a few-shot prompt) serves many
+    /// queries; only `tokens` are computed. The numbers are those of prefilling `prefix + tokens`
+    /// at once (every row of a prompt attends to the same entries in the same order; the kernels
+    /// are per-row).
     ///
     /// # Errors
-    /// `tokens` is empty, `prefix` is not a freshly prefilled state (it has taken steps), a token
-    /// is outside the vocabulary, or the whole prompt is longer than the context.
+    /// `tokens` is empty, `prefix` was made by another model, a token is outside the vocabulary,
+    /// or the whole prompt is longer than the context.
     pub fn prefill_continue(
         &self,
         prefix: &DecodeState,
         tokens: &[u32],
     ) -> Result<(DecodeState, Vec<f32>)> {
-        if tokens.is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "no tokens to continue the prompt with; give at least one token",
-            ));
-        }
-        if prefix.paths.len() != 1 || !prefix.paths[0].is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "prefill_continue needs a state straight from prefill or prefill_continue, \
-                 before any step",
-            ));
-        }
-        self.check_tokens(tokens)?;
-        let start = prefix.prompt_len;
-        let total = start + tokens.len();
-        self.check_position(total - 1)?;
-        let kv = self.config.head_count_kv * self.config.head_dim;
-        let grow = |pool: &Vec<Vec<f32>>| -> Vec<Vec<f32>> {
-            pool.iter()
-                .map(|layer| {
-                    let mut v = Vec::with_capacity((total + 256) * kv);
-                    v.extend_from_slice(&layer[..start * kv]);
-                    v
-                })
-                .collect()
-        };
-        let mut state = DecodeState {
-            prompt_len: total,
-            keys: grow(&prefix.keys),
-            values: grow(&prefix.values),
-            entries: start,
-            paths: vec![Vec::new()],
-        };
-        let positions: Vec<usize> = (start..total).collect();
-        let attend = Attend {
-            contiguous: (start + 1..=total).collect(),
-            extra: Vec::new(),
-            extra_start: vec![0; tokens.len() + 1],
-        };
-        let hidden = self.forward(&mut state, tokens, &positions, &attend);
-        let d = self.config.embedding_length;
-        let mut logits = vec![0f32; self.config.vocab_size];
-        self.head_full(&hidden[(tokens.len() - 1) * d..], 1, &mut logits);
-        log_softmax_in_place(&mut logits);
-        Ok((state, logits))
-    }
-
-    /// The prompt's forward pass in one batch: a new state holding its cache, and the final
-    /// hidden rows.
-    fn run_prompt(&self, prompt: &[u32]) -> Result<(DecodeState, Vec<f32>)> {
-        if prompt.is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "the prompt is empty; give at least one token",
-            ));
-        }
-        self.check_tokens(prompt)?;
-        self.check_position(prompt.len() - 1)?;
-        let mut state = self.new_state(prompt.len());
-        let positions: Vec<usize> = (0..prompt.len()).collect();
-        let attend = Attend {
-            contiguous: (1..=prompt.len()).collect(),
-            extra: Vec::new(),
-            extra_start: vec![0; prompt.len() + 1],
-        };
-        let hidden = self.forward(&mut state, prompt, &positions, &attend);
-        Ok((state, hidden))
+        beams::prefill_continue(self, prefix, tokens)
     }
 
     /// The log-softmax over the vocabulary after every prompt position (row `i` predicts token
@@ -481,70 +319,7 @@ impl LlamaModel {
     /// # Errors
     /// As [`Self::prefill`].
     pub fn prompt_log_probs(&self, prompt: &[u32]) -> Result<Vec<Vec<f32>>> {
-        let (_, hidden) = self.run_prompt(prompt)?;
-        let d = self.config.embedding_length;
-        let mut rows = Vec::with_capacity(prompt.len());
-        for i in 0..prompt.len() {
-            let mut logits = vec![0f32; self.config.vocab_size];
-            self.head_full(&hidden[i * d..(i + 1) * d], 1, &mut logits);
-            log_softmax_in_place(&mut logits);
-            rows.push(logits);
-        }
-        Ok(rows)
-    }
-
-    /// Validates a step's arguments and computes the forward pass; returns the final hidden
-    /// states (normalized), one row per beam, and updates `state` to the new beams.
-    fn step_hidden(
-        &self,
-        state: &mut DecodeState,
-        parents: &[usize],
-        tokens: &[u32],
-    ) -> Result<Vec<f32>> {
-        if parents.len() != tokens.len() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "step got {} parents but {} tokens; give one of each per beam",
-                    parents.len(),
-                    tokens.len()
-                ),
-            ));
-        }
-        if let Some(&p) = parents.iter().find(|&&p| p >= state.paths.len()) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "parent beam {p} does not exist (the previous step had {} beams)",
-                    state.paths.len()
-                ),
-            ));
-        }
-        self.check_tokens(tokens)?;
-        let base = state.entries as u32;
-        let mut new_paths = Vec::with_capacity(parents.len());
-        let mut positions = Vec::with_capacity(parents.len());
-        for (b, &p) in parents.iter().enumerate() {
-            let mut path = Vec::with_capacity(state.paths[p].len() + 1);
-            path.extend_from_slice(&state.paths[p]);
-            path.push(base + b as u32);
-            let position = state.prompt_len + path.len() - 1;
-            self.check_position(position)?;
-            positions.push(position);
-            new_paths.push(path);
-        }
-        let mut attend = Attend {
-            contiguous: vec![state.prompt_len; parents.len()],
-            extra: Vec::new(),
-            extra_start: vec![0],
-        };
-        for path in &new_paths {
-            attend.extra.extend_from_slice(path);
-            attend.extra_start.push(attend.extra.len());
-        }
-        let hidden = self.forward(state, tokens, &positions, &attend);
-        state.paths = new_paths;
-        Ok(hidden)
+        beams::prompt_log_probs(self, prompt)
     }
 
     /// One batched decoding step: beam `b` continues parent beam `parents[b]` of the previous
@@ -552,22 +327,15 @@ impl LlamaModel {
     /// be used by several beams or by none. Returns the log-softmax of each new beam.
     ///
     /// # Errors
-    /// Mismatched lengths, a parent that does not exist, a token outside the vocabulary, or a
-    /// sequence longer than the context.
+    /// Mismatched lengths, a parent that does not exist, a token outside the vocabulary, a state
+    /// from another model, or a sequence longer than the context.
     pub fn step(
         &self,
         state: &mut DecodeState,
         parents: &[usize],
         tokens: &[u32],
     ) -> Result<StepOutput> {
-        let hidden = self.step_hidden(state, parents, tokens)?;
-        let vocab = self.config.vocab_size;
-        let mut data = vec![0f32; tokens.len() * vocab];
-        self.head_full(&hidden, tokens.len(), &mut data);
-        for row in data.chunks_exact_mut(vocab) {
-            log_softmax_in_place(row);
-        }
-        Ok(StepOutput { data, vocab })
+        beams::step(self, state, parents, tokens)
     }
 
     /// Like [`Self::step`], but returns for beam `b` only the log-probabilities of the ids in
@@ -584,25 +352,7 @@ impl LlamaModel {
         tokens: &[u32],
         subset: &[&[u32]],
     ) -> Result<Vec<Vec<f32>>> {
-        if subset.len() != tokens.len() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("step_subset got {} subsets for {} beams", subset.len(), tokens.len()),
-            ));
-        }
-        for s in subset {
-            self.check_tokens(s)?;
-        }
-        let hidden = self.step_hidden(state, parents, tokens)?;
-        let normalizers = self.head_logsumexp(&hidden, tokens.len());
-        let ids: Vec<Vec<u32>> = subset.iter().map(|s| s.to_vec()).collect();
-        let mut out = self.head_ids(&hidden, &ids);
-        for (row, z) in out.iter_mut().zip(normalizers) {
-            for v in row.iter_mut() {
-                *v -= z;
-            }
-        }
-        Ok(out)
+        beams::step_subset(self, state, parents, tokens, subset)
     }
 
     /// Teacher-forced scoring: for each continuation, the log-probability of each of its tokens
@@ -615,107 +365,7 @@ impl LlamaModel {
         prompt: &[u32],
         continuations: &[Vec<u32>],
     ) -> Result<Vec<Vec<f32>>> {
-        let (mut state, first) = self.prefill(prompt)?;
-        let mut tokens = Vec::new();
-        let mut positions = Vec::new();
-        let mut targets = Vec::new();
-        let mut attend = Attend { contiguous: Vec::new(), extra: Vec::new(), extra_start: vec![0] };
-        for c in continuations {
-            self.check_tokens(c)?;
-            if !c.is_empty() {
-                self.check_position(prompt.len() + c.len() - 1)?;
-            }
-            // Rows are every token but the last: row j predicts token j + 1.
-            let first_entry = state.entries + tokens.len();
-            for j in 0..c.len().saturating_sub(1) {
-                tokens.push(c[j]);
-                positions.push(prompt.len() + j);
-                targets.push(c[j + 1]);
-                attend.contiguous.push(prompt.len());
-                attend.extra.extend((0..=j).map(|i| (first_entry + i) as u32));
-                attend.extra_start.push(attend.extra.len());
-            }
-        }
-        let normalizers;
-        let target_logits;
-        if tokens.is_empty() {
-            normalizers = Vec::new();
-            target_logits = Vec::new();
-        } else {
-            let hidden = self.forward(&mut state, &tokens, &positions, &attend);
-            normalizers = self.head_logsumexp(&hidden, tokens.len());
-            let ids: Vec<Vec<u32>> = targets.iter().map(|&t| vec![t]).collect();
-            target_logits =
-                self.head_ids(&hidden, &ids).into_iter().map(|v| v[0]).collect::<Vec<f32>>();
-        }
-        let mut row = 0;
-        let mut out = Vec::with_capacity(continuations.len());
-        for c in continuations {
-            let mut scores = Vec::with_capacity(c.len());
-            if let Some(&t0) = c.first() {
-                scores.push(first[t0 as usize]);
-            }
-            for _ in 1..c.len() {
-                scores.push(target_logits[row] - normalizers[row]);
-                row += 1;
-            }
-            out.push(scores);
-        }
-        Ok(out)
-    }
-
-    /// Full-vocabulary logits of `n` normalized hidden rows into `out` (`n × vocab`).
-    fn head_full(&self, hidden: &[f32], n: usize, out: &mut [f32]) {
-        let head = self.head();
-        let kb = head.blocks_per_row();
-        let mut xq = vec![ActBlock::default(); n * kb];
-        if head.wants_quantized_input() {
-            for i in 0..n {
-                ops::quantize_row(
-                    &hidden[i * head.cols..(i + 1) * head.cols],
-                    &mut xq[i * kb..(i + 1) * kb],
-                );
-            }
-        }
-        head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
-    }
-
-    /// The log-sum-exp of each row's logits over the whole vocabulary, computed in slices so
-    /// that many rows never hold `n × vocab` floats at once.
-    fn head_logsumexp(&self, hidden: &[f32], n: usize) -> Vec<f32> {
-        let d = self.config.embedding_length;
-        let vocab = self.config.vocab_size;
-        let rows_per_chunk = 16;
-        let mut logits = vec![0f32; rows_per_chunk.min(n) * vocab];
-        let mut out = Vec::with_capacity(n);
-        for start in (0..n).step_by(rows_per_chunk) {
-            let m = rows_per_chunk.min(n - start);
-            self.head_full(&hidden[start * d..(start + m) * d], m, &mut logits[..m * vocab]);
-            for row in logits[..m * vocab].chunks_exact(vocab) {
-                out.push(logsumexp(row));
-            }
-        }
-        out
-    }
-
-    /// Logits of the given ids per row (same kernel and arithmetic as [`Self::head_full`]).
-    fn head_ids(&self, hidden: &[f32], ids: &[Vec<u32>]) -> Vec<Vec<f32>> {
-        let head = self.head();
-        let kb = head.blocks_per_row();
-        let d = head.cols;
-        let mut xq = vec![ActBlock::default(); kb];
-        ids.iter()
-            .enumerate()
-            .map(|(i, ids)| {
-                let x = &hidden[i * d..(i + 1) * d];
-                if head.wants_quantized_input() {
-                    ops::quantize_row(x, &mut xq);
-                }
-                let mut out = vec![0f32; ids.len()];
-                head.matmul_ids(&xq, x, 0, ids, &mut out);
-                out
-            })
-            .collect()
+        beams::score_continuations(self, prompt, continuations)
     }
 
     fn ensure_rope(&self, positions: usize) {
@@ -742,6 +392,112 @@ impl LlamaModel {
             }
         }
         *table = RopeTable { positions: n, cos, sin };
+    }
+
+    /// Causal attention of each row over its own list of cache entries (grouped-query heads).
+    /// `q` holds row `r`'s query heads at `q[r * q_stride..]`.
+    fn attention(
+        &self,
+        q: &[f32],
+        q_stride: usize,
+        keys: &[f32],
+        values: &[f32],
+        attend: &Attend,
+        out: &mut [f32],
+    ) {
+        let cfg = &self.config;
+        let hd = cfg.head_dim;
+        let n_head = cfg.head_count;
+        let group = n_head / cfg.head_count_kv;
+        let kv_dim = cfg.head_count_kv * hd;
+        let q_dim = n_head * hd;
+        let n = attend.contiguous.len();
+        let scale = 1.0 / (hd as f32).sqrt();
+        let out_ptr = OutPtr(out.as_mut_ptr());
+        candle_core::utils::barrier_pool().execute_chunked(n * n_head, |items| {
+            let out_ptr = &out_ptr;
+            let mut scores = Vec::new();
+            for item in items {
+                let (r, h) = (item / n_head, item % n_head);
+                let g = h / group;
+                let qh = &q[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
+                let extra = &attend.extra[attend.extra_start[r]..attend.extra_start[r + 1]];
+                // SAFETY: each (row, head) item writes its own disjoint slice of `out`.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out_ptr.0.add(r * q_dim + h * hd), hd)
+                };
+                ops::attend_head(
+                    qh,
+                    keys,
+                    values,
+                    kv_dim,
+                    g * hd,
+                    attend.contiguous[r],
+                    extra,
+                    scale,
+                    &mut scores,
+                    dst,
+                );
+            }
+        });
+    }
+}
+
+impl Network for LlamaModel {
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn embedding_length(&self) -> usize {
+        self.config.embedding_length
+    }
+
+    fn context_length(&self) -> usize {
+        self.config.context_length
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.config.head_count_kv * self.config.head_dim
+    }
+
+    /// Full-vocabulary logits of `n` normalized hidden rows into `out` (`n × vocab`).
+    fn head_full(&self, hidden: &[f32], n: usize, out: &mut [f32]) {
+        let head = self.head();
+        let kb = head.blocks_per_row();
+        let mut xq = vec![ActBlock::default(); n * kb];
+        if head.wants_quantized_input() {
+            for i in 0..n {
+                ops::quantize_row(
+                    &hidden[i * head.cols..(i + 1) * head.cols],
+                    &mut xq[i * kb..(i + 1) * kb],
+                );
+            }
+        }
+        head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
+    }
+
+    /// Logits of the given ids per row (same kernel and arithmetic as [`Self::head_full`]).
+    fn head_ids(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<Vec<f32>> {
+        let head = self.head();
+        let kb = head.blocks_per_row();
+        let d = head.cols;
+        let mut xq = vec![ActBlock::default(); kb];
+        ids.iter()
+            .enumerate()
+            .map(|(i, ids)| {
+                let x = &hidden[i * d..(i + 1) * d];
+                if head.wants_quantized_input() {
+                    ops::quantize_row(x, &mut xq);
+                }
+                let mut out = vec![0f32; ids.len()];
+                head.matmul_ids(&xq, x, 0, ids, &mut out);
+                out
+            })
+            .collect()
     }
 
     /// The forward pass of `tokens` (one row each, at `positions`), appending their keys/values to
@@ -819,54 +575,6 @@ impl LlamaModel {
         let mut out = vec![0f32; n * d];
         rms_norm(&x, &self.output_norm, cfg.rms_norm_eps, &mut out);
         out
-    }
-
-    /// Causal attention of each row over its own list of cache entries (grouped-query heads).
-    /// `q` holds row `r`'s query heads at `q[r * q_stride..]`.
-    fn attention(
-        &self,
-        q: &[f32],
-        q_stride: usize,
-        keys: &[f32],
-        values: &[f32],
-        attend: &Attend,
-        out: &mut [f32],
-    ) {
-        let cfg = &self.config;
-        let hd = cfg.head_dim;
-        let n_head = cfg.head_count;
-        let group = n_head / cfg.head_count_kv;
-        let kv_dim = cfg.head_count_kv * hd;
-        let q_dim = n_head * hd;
-        let n = attend.contiguous.len();
-        let scale = 1.0 / (hd as f32).sqrt();
-        let out_ptr = OutPtr(out.as_mut_ptr());
-        candle_core::utils::barrier_pool().execute_chunked(n * n_head, |items| {
-            let out_ptr = &out_ptr;
-            let mut scores = Vec::new();
-            for item in items {
-                let (r, h) = (item / n_head, item % n_head);
-                let g = h / group;
-                let qh = &q[r * q_stride + h * hd..r * q_stride + (h + 1) * hd];
-                let extra = &attend.extra[attend.extra_start[r]..attend.extra_start[r + 1]];
-                // SAFETY: each (row, head) item writes its own disjoint slice of `out`.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out_ptr.0.add(r * q_dim + h * hd), hd)
-                };
-                ops::attend_head(
-                    qh,
-                    keys,
-                    values,
-                    kv_dim,
-                    g * hd,
-                    attend.contiguous[r],
-                    extra,
-                    scale,
-                    &mut scores,
-                    dst,
-                );
-            }
-        });
     }
 }
 

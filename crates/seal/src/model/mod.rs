@@ -2,6 +2,7 @@
 //! metadata ([`tokenizer`]), one file per model family ([`llama`], [`gemma`]), and
 //! [`LanguageModel`], which loads whichever family a file holds. Not for: decoding policy.
 
+mod beams;
 pub mod gemma;
 pub mod hub;
 pub mod language_model;
