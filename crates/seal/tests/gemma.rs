@@ -6,6 +6,8 @@
 #![allow(clippy::needless_range_loop)]
 
 mod common;
+#[path = "common/golden.rs"]
+mod golden;
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -18,57 +20,6 @@ fn model() -> &'static GemmaModel {
     MODEL.get_or_init(|| {
         GemmaModel::load(&common::gemma3_path(), &candle_core::Device::Cpu).expect("load Gemma 3")
     })
-}
-
-struct Case {
-    tokens: Vec<u32>,
-    /// Per position: llama.cpp's 20 most likely next tokens (id, log-prob), most likely first.
-    top: Vec<Vec<(u32, f64)>>,
-    /// Per position: the exact (float64, dequantized weights) log-probs of the same 20 ids.
-    exact: Vec<Vec<f64>>,
-}
-
-fn golden() -> Vec<Case> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/gemma/golden.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let floats = |v: &serde_json::Value| -> Vec<f64> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-    };
-    json["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Case {
-            tokens: c["tokens"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t.as_u64().unwrap() as u32)
-                .collect(),
-            top: c["top"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|pos| {
-                    pos.as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|pair| (pair[0].as_u64().unwrap() as u32, pair[1].as_f64().unwrap()))
-                        .collect()
-                })
-                .collect(),
-            exact: c["exact"].as_array().unwrap().iter().map(floats).collect(),
-        })
-        .collect()
-}
-
-fn top_ids(row: &[f32], k: usize) -> Vec<u32> {
-    let mut ids: Vec<u32> = (0..row.len() as u32).collect();
-    ids.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
-    ids.truncate(k);
-    ids
 }
 
 /// Largest |Δ log-prob| over the fixture's top-20 ids against the exact float64 model
@@ -87,14 +38,14 @@ fn log_probs_match_references_at_every_position() {
     let (mut worst_exact, mut worst_cpp) = ((0f64, String::new()), (0f64, String::new()));
     let (mut positions, mut top1_mismatches, mut top5_mismatches, mut top5_vs_exact) = (0, 0, 0, 0);
     let mut cpp_vs_exact = 0f64;
-    for (c, case) in golden().iter().enumerate() {
+    for (c, case) in golden::golden("gemma").iter().enumerate() {
         let rows = model.prompt_log_probs(&case.tokens).unwrap();
         assert_eq!(rows.len(), case.top.len());
         for (p, (row, reference)) in rows.iter().zip(&case.top).enumerate() {
-            let ours: HashSet<u32> = top_ids(row, 5).into_iter().collect();
+            let ours: HashSet<u32> = golden::top_ids(row, 5).into_iter().collect();
             let theirs: HashSet<u32> = reference[..5].iter().map(|&(id, _)| id).collect();
             top5_mismatches += usize::from(ours != theirs);
-            top1_mismatches += usize::from(top_ids(row, 1)[0] != reference[0].0);
+            top1_mismatches += usize::from(golden::top_ids(row, 1)[0] != reference[0].0);
             // The exact model's own top-5 among llama.cpp's top-20.
             let mut by_exact: Vec<(u32, f64)> =
                 reference.iter().zip(&case.exact[p]).map(|(&(id, _), &e)| (id, e)).collect();

@@ -5,6 +5,8 @@
 #![allow(clippy::needless_range_loop)]
 
 mod common;
+#[path = "common/golden.rs"]
+mod golden;
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -16,57 +18,6 @@ fn model() -> &'static LlamaModel {
     MODEL.get_or_init(|| {
         LlamaModel::load(&common::smollm2_path(), &candle_core::Device::Cpu).expect("load SmolLM2")
     })
-}
-
-struct Case {
-    tokens: Vec<u32>,
-    /// Per position: llama.cpp's 20 most likely next tokens (id, log-prob), most likely first.
-    top: Vec<Vec<(u32, f64)>>,
-    /// Per position: the exact (float64, dequantized weights) log-probs of the same 20 ids.
-    exact: Vec<Vec<f64>>,
-}
-
-fn golden() -> Vec<Case> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/llama/golden.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let floats = |v: &serde_json::Value| -> Vec<f64> {
-        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-    };
-    json["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Case {
-            tokens: c["tokens"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t.as_u64().unwrap() as u32)
-                .collect(),
-            top: c["top"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|pos| {
-                    pos.as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|pair| (pair[0].as_u64().unwrap() as u32, pair[1].as_f64().unwrap()))
-                        .collect()
-                })
-                .collect(),
-            exact: c["exact"].as_array().unwrap().iter().map(floats).collect(),
-        })
-        .collect()
-}
-
-fn top_ids(row: &[f32], k: usize) -> Vec<u32> {
-    let mut ids: Vec<u32> = (0..row.len() as u32).collect();
-    ids.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
-    ids.truncate(k);
-    ids
 }
 
 /// Largest |Δ log-prob| over the fixture's top-20 ids against the exact float64 model
@@ -83,16 +34,16 @@ fn log_probs_match_references_at_every_position() {
     let model = model();
     let (mut worst_exact, mut worst_cpp) = ((0f64, String::new()), (0f64, String::new()));
     let (mut positions, mut top1_mismatches, mut top5_mismatches) = (0, 0, 0);
-    for (c, case) in golden().iter().enumerate() {
+    for (c, case) in golden::golden("llama").iter().enumerate() {
         let rows = model.prompt_log_probs(&case.tokens).unwrap();
         assert_eq!(rows.len(), case.top.len());
         for (p, (row, reference)) in rows.iter().zip(&case.top).enumerate() {
-            let ours: HashSet<u32> = top_ids(row, 5).into_iter().collect();
+            let ours: HashSet<u32> = golden::top_ids(row, 5).into_iter().collect();
             let theirs: HashSet<u32> = reference[..5].iter().map(|&(id, _)| id).collect();
             // Not asserted: llama.cpp's own 8-bit error reorders near-ties (the exact model
             // disagrees with it at the same positions); reported for the record.
             top5_mismatches += usize::from(ours != theirs);
-            top1_mismatches += usize::from(top_ids(row, 1)[0] != reference[0].0);
+            top1_mismatches += usize::from(golden::top_ids(row, 1)[0] != reference[0].0);
             for (&(id, lp), &exact) in reference.iter().zip(&case.exact[p]) {
                 let ours = row[id as usize] as f64;
                 let where_ = format!("prompt {c}, position {p}, token {id}: ours {ours}, llama.cpp {lp}, exact {exact}");
@@ -135,7 +86,7 @@ fn int8_activations_stay_near_both_references() {
     )
     .expect("load SmolLM2");
     let (mut worst_exact, mut worst_cpp, mut top1_vs_exact, mut positions) = (0f64, 0f64, 0, 0);
-    for case in golden() {
+    for case in golden::golden("llama") {
         let rows = model.prompt_log_probs(&case.tokens).unwrap();
         for (p, row) in rows.iter().enumerate() {
             for (&(id, lp), &exact) in case.top[p].iter().zip(&case.exact[p]) {
@@ -149,7 +100,7 @@ fn int8_activations_stay_near_both_references() {
                 .unwrap()
                 .0
                  .0;
-            top1_vs_exact += usize::from(top_ids(row, 1)[0] != best_exact);
+            top1_vs_exact += usize::from(golden::top_ids(row, 1)[0] != best_exact);
             positions += 1;
         }
     }
