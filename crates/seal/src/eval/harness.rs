@@ -115,12 +115,28 @@ pub fn evaluate(
     let mut run = Run::new();
     let mut latencies = Vec::with_capacity(dataset.queries.len());
     let start = Instant::now();
-    for query in &dataset.queries {
+    // Without a terminal the bar is hidden; a log line every minute says how far it got.
+    let log_lines = options.progress && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_line = Instant::now();
+    let total = dataset.queries.len();
+    for (done, query) in dataset.queries.iter().enumerate() {
         let query_start = Instant::now();
         let results = retriever.retrieve(&query.text, options.depth)?;
         latencies.push(query_start.elapsed().as_secs_f64());
         run.insert(query.id.clone(), results);
         progress.inc(1);
+        if log_lines && (last_line.elapsed().as_secs() >= 60 || done + 1 == total) {
+            last_line = Instant::now();
+            let elapsed = start.elapsed().as_secs_f64();
+            let rate = (done + 1) as f64 / elapsed;
+            eprintln!(
+                "{} on {}: {}/{total} queries, {rate:.2} queries/s, eta {:.0} s",
+                retriever.name(),
+                dataset.name,
+                done + 1,
+                (total - done - 1) as f64 / rate
+            );
+        }
     }
     let total_seconds = start.elapsed().as_secs_f64();
     progress.finish_and_clear();
