@@ -149,6 +149,10 @@ struct RunArgs {
     /// Longest example in tokens (longer ones are dropped).
     #[arg(long, default_value_t = 256)]
     max_len: usize,
+    /// Where the training network runs: `cpu`, or `cuda` / `cuda:N` in a binary built with
+    /// `--features cuda` (the same candle code; unverified here: no GPU was at hand).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    device: TrainDevice,
     /// Model cache directory (default: $SEAL_CACHE_DIR, else ~/.cache/seal).
     #[arg(long, env = "SEAL_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -273,8 +277,8 @@ fn train(args: RunArgs) -> anyhow::Result<()> {
         }),
     };
     let load_start = Instant::now();
-    let (config, weights) =
-        load_gguf_weights(&gguf, candle_core::DType::F32, &candle_core::Device::Cpu)?;
+    let device = args.device.open()?;
+    let (config, weights) = load_gguf_weights(&gguf, candle_core::DType::F32, &device)?;
     let net = TrainNet::new(config, weights, &mode, args.seed)?;
     eprintln!(
         "seal: {} ({} layers), {:?}: {} trainable parameters; {} training pairs ({} too long, dropped), {} held out; loaded in {:.1} s",
@@ -472,4 +476,60 @@ fn probe_seconds_per_step(
 fn format_secs(s: f64) -> String {
     let s = s.max(0.0) as u64;
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// `--device`: the CPU or a CUDA GPU by ordinal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrainDevice {
+    Cpu,
+    Cuda(usize),
+}
+
+fn parse_device(s: &str) -> Result<TrainDevice, String> {
+    match s {
+        "cpu" => Ok(TrainDevice::Cpu),
+        "cuda" => Ok(TrainDevice::Cuda(0)),
+        _ => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(TrainDevice::Cuda)
+            .ok_or_else(|| format!("unknown device {s:?}; use cpu, cuda or cuda:N")),
+    }
+}
+
+impl TrainDevice {
+    fn open(self) -> anyhow::Result<candle_core::Device> {
+        match self {
+            TrainDevice::Cpu => Ok(candle_core::Device::Cpu),
+            TrainDevice::Cuda(n) => {
+                if !cfg!(feature = "cuda") {
+                    bail!(
+                        "this seal was built without CUDA; rebuild with `cargo build --release -p seal --features cuda` \
+                         on a machine with the CUDA toolkit, or train with --device cpu"
+                    );
+                }
+                candle_core::Device::new_cuda(n)
+                    .with_context(|| format!("cannot open CUDA device {n}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse_and_cuda_needs_the_feature() {
+        assert_eq!(parse_device("cpu"), Ok(TrainDevice::Cpu));
+        assert_eq!(parse_device("cuda"), Ok(TrainDevice::Cuda(0)));
+        assert_eq!(parse_device("cuda:3"), Ok(TrainDevice::Cuda(3)));
+        assert!(parse_device("gpu").unwrap_err().contains("cpu, cuda or cuda:N"));
+        assert!(parse_device("cuda:x").is_err());
+        assert!(TrainDevice::Cpu.open().unwrap().is_cpu());
+        if !cfg!(feature = "cuda") {
+            let e = TrainDevice::Cuda(0).open().unwrap_err().to_string();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
+    }
 }

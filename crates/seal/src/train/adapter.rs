@@ -123,7 +123,7 @@ pub fn save_adapter(
     let tensors: HashMap<String, Tensor> = net
         .params()
         .iter()
-        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(DType::F32)?)))
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
         .collect::<candle_core::Result<_>>()
         .map_err(train_err("cannot convert the weights"))?;
     let path = dir.join(TENSORS);

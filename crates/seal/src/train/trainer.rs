@@ -188,10 +188,13 @@ pub fn save_checkpoint(dir: &Path, net: &TrainNet, opt: &AdamW) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let (first, second) = opt.moments();
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let cpu = |t: &Tensor| {
+        t.to_device(&candle_core::Device::Cpu).map_err(train_err("cannot copy the weights"))
+    };
     for (i, (name, v)) in net.params().iter().enumerate() {
-        tensors.insert(format!("param.{name}"), v.as_tensor().clone());
-        tensors.insert(format!("adam_m.{name}"), first[i].clone());
-        tensors.insert(format!("adam_v.{name}"), second[i].clone());
+        tensors.insert(format!("param.{name}"), cpu(v.as_tensor())?);
+        tensors.insert(format!("adam_m.{name}"), cpu(&first[i])?);
+        tensors.insert(format!("adam_v.{name}"), cpu(&second[i])?);
     }
     let tmp = dir.join(format!("{CHECKPOINT_TENSORS}.tmp"));
     candle_core::safetensors::save(&tensors, &tmp)
