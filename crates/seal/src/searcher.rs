@@ -772,6 +772,41 @@ pub struct SealRetriever {
     /// Other rankings of the same generated n-grams, collected per query as a by-product (one
     /// decode, several rankings: `seal eval --both-rankings`).
     pub side_rankings: Vec<SideRanking>,
+    /// The [`Timings`] of every query answered, in order.
+    pub timings: std::sync::Mutex<Vec<Timings>>,
+}
+
+impl SealRetriever {
+    /// A retriever answering with `settings`, no side rankings.
+    pub fn new(searcher: Searcher, settings: SearchSettings, name: impl Into<String>) -> Self {
+        SealRetriever {
+            searcher,
+            settings,
+            name: name.into(),
+            side_rankings: Vec::new(),
+            timings: Default::default(),
+        }
+    }
+
+    /// Milliseconds per stage of every query so far, by stage name (`body`, `query_ngrams`,
+    /// `titles`, `scoring`, `total`, `thread_cpu`), for [`crate::eval::EvalReport::stages`].
+    /// With side rankings, `scoring` and `total` count the main ranking only and `thread_cpu`
+    /// counts them all.
+    pub fn stage_timings(&self) -> std::collections::BTreeMap<String, Vec<f64>> {
+        let timings = self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stage = |f: fn(&Timings) -> f64| timings.iter().map(f).collect::<Vec<f64>>();
+        [
+            ("body", stage(|t| t.body_ms)),
+            ("query_ngrams", stage(|t| t.query_ngrams_ms)),
+            ("titles", stage(|t| t.titles_ms)),
+            ("scoring", stage(|t| t.scoring_ms)),
+            ("total", stage(|t| t.total_ms)),
+            ("thread_cpu", stage(|t| t.thread_cpu_ms)),
+        ]
+        .into_iter()
+        .map(|(name, ms)| (name.to_owned(), ms))
+        .collect()
+    }
 }
 
 /// Another ranking of the same generation as a [`SealRetriever`]'s main one: its scoring
@@ -816,9 +851,15 @@ impl crate::eval::Retriever for SealRetriever {
         let hits = |response: SearchResponse| -> Vec<(String, Score)> {
             response.hits.into_iter().map(|h| (h.id, h.score)).collect()
         };
+        let record = |timings: Timings| {
+            self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(timings);
+        };
         if self.side_rankings.is_empty() {
-            return Ok(hits(self.searcher.search(query, &settings)?));
+            let response = self.searcher.search(query, &settings)?;
+            record(response.timings.clone());
+            return Ok(hits(response));
         }
+        let started_cpu = thread_cpu_ms();
         let generated = self.searcher.generate(query, &settings)?;
         for side in &self.side_rankings {
             let side_settings =
@@ -829,7 +870,10 @@ impl crate::eval::Retriever for SealRetriever {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(query.to_owned(), ranked);
         }
-        Ok(hits(self.searcher.rank(&generated, &settings)?))
+        let mut response = self.searcher.rank(&generated, &settings)?;
+        response.timings.thread_cpu_ms = thread_cpu_ms() - started_cpu;
+        record(response.timings.clone());
+        Ok(hits(response))
     }
 }
 

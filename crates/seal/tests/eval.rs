@@ -211,6 +211,17 @@ fn seal_and_hybrid_systems_run_end_to_end_with_the_real_model() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(report["num_queries"], 4, "{report:#}");
+        if system == "seal" {
+            let stages = &report["stages_ms"];
+            for stage in ["body", "titles", "scoring", "total"] {
+                let (p50, p95) = (
+                    stages[stage]["p50"].as_f64().unwrap(),
+                    stages[stage]["p95"].as_f64().unwrap(),
+                );
+                assert!(p50 > 0.0 && p95 >= p50, "{stage}: {stages:#}");
+            }
+            assert!(stages["total"]["p50"].as_f64() >= stages["body"]["p50"].as_f64());
+        }
         let run = std::fs::read_to_string(dir.join("run.trec")).unwrap();
         // On a 6-passage corpus a query can have no n-gram of positive weight (then nothing is
         // retrieved); the others must retrieve.

@@ -203,7 +203,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                     let scoring = ScoringSettings { whole_words, ..main.clone() };
                     seal.side_rankings.push(SideRanking::new(name, scoring));
                 }
-                let report = evaluate(&dataset, &seal, &options)?;
+                let mut report = evaluate(&dataset, &seal, &options)?;
+                report.stages = seal.stage_timings();
                 for side in &seal.side_rankings {
                     let run =
                         side.run(dataset.queries.iter().map(|q| (q.id.as_str(), q.text.as_str())));
@@ -305,12 +306,7 @@ fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<Seal
     {
         settings.prompt = style;
     }
-    Ok(Box::new(SealRetriever {
-        searcher,
-        settings,
-        name: "seal".to_owned(),
-        side_rankings: Vec::new(),
-    }))
+    Ok(Box::new(SealRetriever::new(searcher, settings, "seal")))
 }
 
 /// Opens the BM25 index in `dir` when it was built from this corpus, builds it there when the

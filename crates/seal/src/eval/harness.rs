@@ -87,6 +87,9 @@ pub struct EvalReport {
     pub latencies: Vec<f64>,
     /// Wall time of all queries, seconds.
     pub total_seconds: f64,
+    /// Per-stage milliseconds of every query, by stage name (SEAL's `body`, `titles`, …; empty
+    /// for systems that do not report stages).
+    pub stages: BTreeMap<String, Vec<f64>>,
 }
 
 /// Runs every query of `dataset` through `retriever` and measures the run.
@@ -190,7 +193,19 @@ pub fn evaluate_run(dataset: &Dataset, mut run: Run, system: &str) -> EvalReport
         mean,
         latencies: Vec::new(),
         total_seconds: 0.0,
+        stages: BTreeMap::new(),
     }
+}
+
+/// The `p`-th percentile (0..=100, nearest rank) of `values`; `None` when empty.
+fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1])
 }
 
 impl EvalReport {
@@ -205,13 +220,17 @@ impl EvalReport {
 
     /// The `p`-th percentile (0..=100, nearest rank) of per-query latency in milliseconds.
     pub fn latency_ms(&self, p: f64) -> Option<f64> {
-        if self.latencies.is_empty() {
-            return None;
-        }
-        let mut sorted = self.latencies.clone();
-        sorted.sort_by(f64::total_cmp);
-        let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-        Some(sorted[rank.min(sorted.len()) - 1] * 1000.0)
+        percentile(&self.latencies, p).map(|s| s * 1000.0)
+    }
+
+    /// p50 and p95 (ms) of each stage in [`Self::stages`].
+    pub fn stage_percentiles(&self) -> BTreeMap<String, (f64, f64)> {
+        self.stages
+            .iter()
+            .filter_map(|(name, ms)| {
+                Some((name.clone(), (percentile(ms, 50.0)?, percentile(ms, 95.0)?)))
+            })
+            .collect()
     }
 
     /// The metric names measured, in display order.
@@ -243,6 +262,14 @@ impl EvalReport {
                 self.queries_per_second()
             ));
         }
+        let stages = self.stage_percentiles();
+        if !stages.is_empty() {
+            let parts: Vec<String> = stages
+                .iter()
+                .map(|(name, (p50, p95))| format!("{name} {p50:.0}/{p95:.0}"))
+                .collect();
+            out.push_str(&format!("  by stage, ms p50/p95: {}\n", parts.join(", ")));
+        }
         out
     }
 
@@ -263,6 +290,11 @@ impl EvalReport {
                     Some(self.latencies.iter().sum::<f64>() * 1000.0 / self.latencies.len() as f64)
                 },
             },
+            "stages_ms": self
+                .stage_percentiles()
+                .into_iter()
+                .map(|(name, (p50, p95))| (name, serde_json::json!({"p50": p50, "p95": p95})))
+                .collect::<serde_json::Map<_, _>>(),
             "per_query": self.per_query,
         })
     }
