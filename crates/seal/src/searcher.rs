@@ -17,7 +17,9 @@
 //! 3. **Title n-grams**: the title prompt, decoding from the document boundary to the title
 //!    delimiter; only complete titles are kept, as `SEP T1 .. Tm @@` keys.
 //! 4. **Unigrams**: the body prompt's first-step distribution (its best `max_unigrams` tokens).
-//! 5. **Scoring** ([`crate::score`]): weights, two-stage intersective (or LM+FM) ranking.
+//! 5. **Scoring** ([`crate::score`]): weights, two-stage intersective (or LM+FM) ranking. Before
+//!    it, body n-grams that end inside a word in most of their occurrences (`" autoph"`) are
+//!    dropped (`whole_words`, on by default; not in SEAL).
 //! 6. **Evidence**: for each returned passage, the token spans of its matches become character
 //!    spans of its title and text (the passage string is re-tokenized with offsets).
 //!

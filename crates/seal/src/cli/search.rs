@@ -87,7 +87,7 @@ pub struct DecodeArgs {
     #[arg(long)]
     pub no_query_ngrams: bool,
     /// Drop generated passage n-grams that end inside a word in most of their occurrences
-    /// (fragments like "autoph"); not in SEAL.
+    /// (fragments like "autoph"); not in SEAL, chosen on dev queries (`false` = SEAL's behaviour).
     #[arg(long, value_name = "BOOL", default_value_t = ScoringSettings::default().whole_words, action = clap::ArgAction::Set)]
     pub whole_words: bool,
 }
