@@ -170,7 +170,7 @@ pub const LANES: usize = 16;
 /// 64 bytes, aligned: one AVX-512 register's worth of packed weights or scales.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-pub struct Line(pub [u8; 64]);
+struct Line([u8; 64]);
 
 /// `Q4_1`/`Q8_0` weights regrouped for the int16 kernel. Rows go in groups of [`LANES`] (the last
 /// one padded with zero rows); for each group and block, one record of 64-byte lines:
@@ -184,14 +184,14 @@ pub struct Line(pub [u8; 64]);
 /// 2 planes of `vpdpbusd`), is converted and scaled once, and no horizontal sum is ever needed;
 /// a row's arithmetic is the same whatever group, tile or batch it is computed in.
 pub struct Packed16 {
-    pub q4: bool,
-    pub kb: usize,
-    pub lines: Vec<Line>,
+    q4: bool,
+    kb: usize,
+    lines: Vec<Line>,
 }
 
 impl Packed16 {
     /// Lines per (group, block) record.
-    pub fn record_lines(&self) -> usize {
+    fn record_lines(&self) -> usize {
         if self.q4 {
             7
         } else {
