@@ -48,5 +48,14 @@ fn training_forward_matches_the_inference_model_on_smollm2() {
         let argmax = |r: &[f32]| (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
         assert_eq!(argmax(g), argmax(w));
     }
-    assert!(worst < 2e-3, "training forward is {worst} nats from the inference model");
+    // The exact kernels compute the inference model in f32 like the training network (2e-3 covers
+    // the f32 summation orders). The int16 kernel (default on AVX-512 VNNI CPUs) rounds the
+    // activations of every product to 16 bits: 0.004 nats from float64 on the golden prompts'
+    // top-20, 0.005 here over the top-100 (measured), so it gets 1e-2.
+    #[cfg(target_arch = "x86_64")]
+    let int16 = seal::model::ops::Kernel::detect() == seal::model::ops::Kernel::Avx512Int16;
+    #[cfg(not(target_arch = "x86_64"))]
+    let int16 = false;
+    let tolerance = if int16 { 1e-2 } else { 2e-3 };
+    assert!(worst < tolerance, "training forward is {worst} nats from the inference model");
 }

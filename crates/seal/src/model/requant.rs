@@ -70,7 +70,7 @@ pub fn matrix(t: &QTensor, int8_activations: bool) -> candle_core::Result<Matrix
                     qs.push(std::array::from_fn(|j| nib(j) | (nib(j + 16) << 4)));
                 }
             }
-            Ok(Matrix { rows, cols, weights: Weights::Q4_1 { scales, qs }, int8: int8_activations })
+            Ok(Matrix::new(rows, cols, Weights::Q4_1 { scales, qs }, int8_activations))
         }
         _ => Matrix::from_qtensor(t, int8_activations),
     }
