@@ -1,10 +1,12 @@
-//! Benchmark of the llama-family model for beam search: prompt throughput, one decoding step at
-//! B beams sharing a prompt (full head and subset head), a whole SEAL query's model work, and the
-//! matrix kernels that were chosen between.
+//! Benchmark of any supported model (SmolLM2, Gemma 3, … through [`seal::model::LanguageModel`])
+//! for beam search: prompt throughput, a continued prefill, one decoding step at B beams sharing a
+//! prompt (full head and subset head), a whole SEAL query's model work, teacher-forced scoring,
+//! and the matrix kernels that were chosen between.
 //!
 //! ```text
-//! cargo run --release -p seal --example model_bench -- [MODEL.gguf] [--quick] [--no-kernels]
+//! cargo run --release -p seal --example model_bench -- [MODEL.gguf] [--quick] [--no-kernels] [--int8]
 //! ```
+//! `--int8` loads with `Precision::Int8Activations` (llama.cpp's arithmetic).
 //! The model path defaults to `$SEAL_TEST_SMOLLM2`. Threads: candle's pool, sized by
 //! `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: the physical cores); run with
 //! `RAYON_NUM_THREADS=2` to compare with llama.cpp's `-t 2`.
@@ -13,7 +15,7 @@ use std::time::Instant;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use seal::model::llama::LlamaModel;
+use seal::model::llama::Precision;
 use seal::model::ops::{quantize_row, ActBlock, Matrix, BLOCK};
 
 fn tokens(n: usize, seed: u64) -> Vec<u32> {
@@ -81,8 +83,19 @@ fn main() {
     };
     println!("model {path}, threads (RAYON_NUM_THREADS) {threads}, timing by {clock}");
     let t = Instant::now();
-    let model = LlamaModel::load(std::path::Path::new(&path), &Device::Cpu).expect("load");
-    println!("load: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    let precision = if args.iter().any(|a| a == "--int8") {
+        Precision::Int8Activations
+    } else {
+        Precision::Exact
+    };
+    let model =
+        seal::model::language_model::load_with_precision(std::path::Path::new(&path), precision)
+            .expect("load");
+    println!(
+        "load: {:.0} ms ({}, {precision:?})",
+        t.elapsed().as_secs_f64() * 1e3,
+        model.architecture()
+    );
 
     let prompt = tokens(48, 1);
     if let Some(beams) = args.iter().find_map(|a| a.strip_prefix("--profile-steps=")) {
@@ -103,6 +116,11 @@ fn main() {
         model.prefill(&prompt).unwrap();
     });
     println!("prefill 48 tokens: {ms:.1} ms = {:.0} tokens/s", 48.0 * 1e3 / ms);
+    let (prefix, _) = model.prefill(&prompt[..40]).unwrap();
+    let ms = time_ms(runs, || {
+        model.prefill_continue(&prefix, &prompt[40..]).unwrap();
+    });
+    println!("prefill_continue: 8 tokens after a cached 40-token prefix: {ms:.1} ms");
 
     let steps = 10;
     for beams in [1usize, 5, 15] {
