@@ -1900,6 +1900,20 @@ mod tests {
     /// Random `Q4_1` and `Q8_0` matrices (`rows` not a multiple of 16, so the last group is
     /// padded) and `n` input rows whose blocks include the extremes: one huge value among tiny
     /// ones, all zeros, a negative maximum, a single nonzero value, and plain random values.
+    /// Row `r` of a quantized `m` times one int16-quantized input, by the scalar reference.
+    fn int16_row_scalar(m: &Matrix, r: usize, x: &[Act16Block]) -> f32 {
+        let kb = m.cols / BLOCK;
+        match &m.weights {
+            Weights::Q4_1 { scales, qs } => {
+                int16_q4_1_scalar(&scales[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb], x)
+            }
+            Weights::Q8_0 { d, qs } => {
+                int16_q8_0_scalar(&d[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb], x)
+            }
+            Weights::F32(_) => unreachable!("the int16 kernel takes quantized weights"),
+        }
+    }
+
     fn int16_case(rows: usize, kb: usize, n: usize) -> (Matrix, Matrix, Vec<f32>) {
         let mut seed = 7u64;
         let mut rnd = move || {
@@ -2003,19 +2017,7 @@ mod tests {
                 m.dequantize_row(r, &mut w);
                 for i in 0..n {
                     let (xi, qi) = (&x[i * cols..(i + 1) * cols], &xs[i * kb..(i + 1) * kb]);
-                    let ours = match &m.weights {
-                        Weights::Q4_1 { scales, qs } => int16_q4_1_scalar(
-                            &scales[r * kb..(r + 1) * kb],
-                            &qs[r * kb..(r + 1) * kb],
-                            qi,
-                        ),
-                        Weights::Q8_0 { d, qs } => int16_q8_0_scalar(
-                            &d[r * kb..(r + 1) * kb],
-                            &qs[r * kb..(r + 1) * kb],
-                            qi,
-                        ),
-                        Weights::F32(_) => unreachable!(),
-                    };
+                    let ours = int16_row_scalar(m, r, qi);
                     let exact: f64 = w.iter().zip(xi).map(|(&a, &b)| a as f64 * b as f64).sum();
                     let magnitude: f64 =
                         w.iter().zip(xi).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
@@ -2056,24 +2058,7 @@ mod tests {
             let p = m.packed16().unwrap();
             let reference: Vec<Vec<f32>> = (0..rows)
                 .map(|r| {
-                    (0..n)
-                        .map(|i| {
-                            let qi = &xs[i * kb..(i + 1) * kb];
-                            match &m.weights {
-                                Weights::Q4_1 { scales, qs } => int16_q4_1_scalar(
-                                    &scales[r * kb..(r + 1) * kb],
-                                    &qs[r * kb..(r + 1) * kb],
-                                    qi,
-                                ),
-                                Weights::Q8_0 { d, qs } => int16_q8_0_scalar(
-                                    &d[r * kb..(r + 1) * kb],
-                                    &qs[r * kb..(r + 1) * kb],
-                                    qi,
-                                ),
-                                Weights::F32(_) => unreachable!(),
-                            }
-                        })
-                        .collect()
+                    (0..n).map(|i| int16_row_scalar(m, r, &xs[i * kb..(i + 1) * kb])).collect()
                 })
                 .collect();
             for (batch, range) in
