@@ -33,7 +33,7 @@ use crate::decode::{
 };
 use crate::docstore::DocStore;
 use crate::indexer::{index_error, read_manifest, Manifest, DOCS_FILE, FM_INDEX_FILE};
-use crate::model::llama::{DecodeState, StepOutput};
+use crate::model::llama::{DecodeState, Precision, StepOutput};
 use crate::model::LanguageModel;
 use crate::model::{hub, tokenizer::Tokenizer};
 use crate::prompt::{prompt, prompt_prefix, PromptKind, PromptStyle};
@@ -264,6 +264,19 @@ impl Searcher {
         model_path: &Path,
         adapter: Option<&Path>,
     ) -> Result<Searcher> {
+        Self::open_with(dir, model_path, adapter, Precision::default())
+    }
+
+    /// [`Self::open_with_adapter`] with a choice of the model's arithmetic ([`Precision`]).
+    ///
+    /// # Errors
+    /// As [`Self::open_with_adapter`].
+    pub fn open_with(
+        dir: &Path,
+        model_path: &Path,
+        adapter: Option<&Path>,
+        precision: Precision,
+    ) -> Result<Searcher> {
         let manifest = read_manifest(dir)?;
         let fingerprint = hub::fingerprint(model_path)?;
         if fingerprint != manifest.model.fingerprint
@@ -299,11 +312,12 @@ impl Searcher {
         }
         let tokenizer = Tokenizer::from_gguf(model_path)?;
         let model = match adapter {
-            None => crate::model::load(model_path)?,
-            Some(adapter) => crate::train::adapter::load_model_with_adapter(
+            None => crate::model::load_with_precision(model_path, precision)?,
+            Some(adapter) => crate::train::adapter::load_model_with_adapter_and_precision(
                 model_path,
                 adapter,
                 Default::default(),
+                precision,
             )?
             .0
             .into(),

@@ -73,9 +73,11 @@ fn log_probs_match_references_at_every_position() {
     );
 }
 
-/// The opt-in llama.cpp arithmetic (8-bit activations) against both references: it should land
-/// about as far from the exact model as llama.cpp does (reached: 1.41 nats vs exact, 1.34 vs
-/// llama.cpp), with the same most likely token almost everywhere.
+/// The opt-in llama.cpp arithmetic (8-bit activations) against both references: on average it
+/// should be about as far from the exact model as llama.cpp itself is (reached with the VNNI
+/// kernel: mean |Δ| 0.117 nats over the top-20, llama.cpp's own 0.120), with the same most likely
+/// token almost everywhere. The maximum is reported and only loosely bounded: it is 8-bit
+/// rounding noise on rare tokens (reached: 1.10 vs exact, 0.93 vs llama.cpp; llama.cpp's own 0.90).
 #[test]
 fn int8_activations_stay_near_both_references() {
     use seal::model::llama::Precision;
@@ -86,12 +88,17 @@ fn int8_activations_stay_near_both_references() {
     )
     .expect("load SmolLM2");
     let (mut worst_exact, mut worst_cpp, mut top1_vs_exact, mut positions) = (0f64, 0f64, 0, 0);
+    let (mut sum_exact, mut sum_cpp, mut sum_cpp_exact, mut values) = (0f64, 0f64, 0f64, 0usize);
     for case in golden::golden("llama") {
         let rows = model.prompt_log_probs(&case.tokens).unwrap();
         for (p, row) in rows.iter().enumerate() {
             for (&(id, lp), &exact) in case.top[p].iter().zip(&case.exact[p]) {
                 worst_exact = worst_exact.max((row[id as usize] as f64 - exact).abs());
                 worst_cpp = worst_cpp.max((row[id as usize] as f64 - lp).abs());
+                sum_exact += (row[id as usize] as f64 - exact).abs();
+                sum_cpp += (row[id as usize] as f64 - lp).abs();
+                sum_cpp_exact += (lp - exact).abs();
+                values += 1;
             }
             let best_exact = case.top[p]
                 .iter()
@@ -104,9 +111,15 @@ fn int8_activations_stay_near_both_references() {
             positions += 1;
         }
     }
-    eprintln!("int8 activations: max |Δ| vs exact {worst_exact:.4}, vs llama.cpp {worst_cpp:.4}, top-1 differs from exact at {top1_vs_exact}/{positions}");
+    let n = values as f64;
+    let (mean_exact, mean_cpp, cpp_from_exact) = (sum_exact / n, sum_cpp / n, sum_cpp_exact / n);
+    eprintln!("int8 activations: max |Δ| vs exact {worst_exact:.4}, vs llama.cpp {worst_cpp:.4}; mean |Δ| vs exact {mean_exact:.4} (llama.cpp's own {cpp_from_exact:.4}), vs llama.cpp {mean_cpp:.4}; top-1 differs from exact at {top1_vs_exact}/{positions}");
     assert!(
-        worst_exact <= 1.5 && worst_cpp <= 1.5,
+        mean_exact <= 1.25 * cpp_from_exact && mean_cpp <= 1.25 * cpp_from_exact,
+        "int8: mean {mean_exact} vs exact, {mean_cpp} vs llama.cpp (llama.cpp from exact: {cpp_from_exact})"
+    );
+    assert!(
+        worst_exact <= 2.0 && worst_cpp <= 2.0,
         "int8: {worst_exact} vs exact, {worst_cpp} vs llama.cpp"
     );
     assert!(

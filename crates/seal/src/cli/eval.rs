@@ -299,6 +299,7 @@ fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<Seal
         Some(&cache),
         true,
         args.adapter.as_deref(),
+        args.decode.precision.into(),
     )?;
     let mut settings = args.decode.to_settings();
     if let Some(style) =

@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// that name no prompt get the prompt it was trained with.
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
+    /// The model's arithmetic: exact, or int8 (llama.cpp's, faster).
+    #[arg(long, value_enum, default_value_t = super::search::PrecisionArg::Exact)]
+    pub precision: super::search::PrecisionArg,
     /// Model cache directory (default: $SEAL_CACHE_DIR, else ~/.cache/seal).
     #[arg(long, env = "SEAL_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -78,6 +81,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.cache_dir.as_deref(),
         true,
         args.adapter.as_deref(),
+        args.precision.into(),
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

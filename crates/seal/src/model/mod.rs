@@ -11,4 +11,5 @@ pub mod ops;
 pub mod requant;
 pub mod tokenizer;
 
-pub use language_model::{load, LanguageModel};
+pub use language_model::{load, load_with_precision, LanguageModel};
+pub use llama::Precision;

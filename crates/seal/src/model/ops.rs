@@ -18,8 +18,10 @@
 //!   element), 256× finer than the int8 arithmetic's: 0.004 nats from the float64 reference on
 //!   the golden prompts (the exact tiles: 0.00003), for 1.4–1.5× faster decoding steps at 15 beams
 //!   and 2× faster prompts (BENCHMARKS.md; [`Packed16`] for the layout).
-//! - **int8** (opt-in): ggml's own arithmetic, activations quantized to 8 bits per block and
-//!   integer dot products, which is what llama.cpp computes (and as far from the exact model).
+//! - **int8** (opt-in, `--precision int8`): ggml's own arithmetic, activations quantized to 8
+//!   bits per block and integer dot products, which is what llama.cpp computes (and as far from
+//!   the exact model). On AVX-512 VNNI CPUs it runs the int16 kernel's packed tiles with one byte
+//!   plane instead of two ([`Act8Block`]); elsewhere ggml-style AVX2 dot products.
 //!
 //! For a given machine every product of a weight row with an input row runs the same operations in
 //! the same order whatever the batch, the tile it falls in, or the rows asked for, so a beam's
@@ -42,17 +44,28 @@ pub struct ActBlock {
     pub s: f32,
 }
 
-/// Quantizes one row (length a multiple of [`BLOCK`]) the way ggml's `quantize_row_q8_1`
-/// does (scale = max |x| / 127, round half away from zero), keeping the scales in f32.
+/// Quantizes one row (length a multiple of [`BLOCK`]) the way ggml's x86 `quantize_row_q8_1`
+/// does (scale = max |x| / 127, `x · (1 / scale)` rounded to nearest, ties to even), keeping the
+/// scales in f32. Runs 16 lanes wide on AVX-512 (the same values, tested).
 pub fn quantize_row(x: &[f32], out: &mut [ActBlock]) {
     debug_assert_eq!(x.len(), out.len() * BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::detect().avx512() {
+        // SAFETY: AVX-512F was detected (Kernel::avx512).
+        return unsafe { x86::quantize_row_512(x, out) };
+    }
+    quantize_row_scalar(x, out)
+}
+
+/// The portable [`quantize_row`].
+pub fn quantize_row_scalar(x: &[f32], out: &mut [ActBlock]) {
     for (chunk, block) in x.chunks_exact(BLOCK).zip(out.iter_mut()) {
         let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut sum = 0i32;
         for (q, &v) in block.qs.iter_mut().zip(chunk) {
-            let r = (v * id).round() as i32;
+            let r = (v * id).round_ties_even() as i32;
             *q = r as i8;
             sum += r;
         }
@@ -160,6 +173,64 @@ pub fn int16_q8_0_scalar(d: &[f32], qs: &[[i8; BLOCK]], x: &[Act16Block]) -> f32
     for ((&dw, q), a) in d.iter().zip(qs).zip(x) {
         let s: i32 = q.iter().enumerate().map(|(e, &w)| w as i32 * a.value(e)).sum();
         acc = (s as f32).mul_add(dw * a.d, acc);
+    }
+    acc
+}
+
+/// One block of 8-bit activations ([`ActBlock`], ggml's quantization) laid out for the packed
+/// VNNI kernel: `u[p] = qs[e] + 128` at the group position `p` of element `e` ([`group_start`]),
+/// so that the activations are `vpdpbusd`'s unsigned operand as in [`Act16Block`]'s high plane
+/// (the weights' `−128 · Σ w` correction is shared). `d`, `s` as in [`ActBlock`].
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Act8Block {
+    pub u: [u8; BLOCK],
+    pub d: f32,
+    pub s: f32,
+}
+
+impl Default for Act8Block {
+    /// The all-zero block.
+    fn default() -> Act8Block {
+        Act8Block { u: [128; BLOCK], d: 0.0, s: 0.0 }
+    }
+}
+
+impl From<&ActBlock> for Act8Block {
+    fn from(a: &ActBlock) -> Act8Block {
+        let mut u = [0u8; BLOCK];
+        for (e, &q) in a.qs.iter().enumerate() {
+            u[group_position(e)] = (q as i32 + 128) as u8;
+        }
+        Act8Block { u, d: a.d, s: a.s }
+    }
+}
+
+/// Portable reference of the packed int8 `Q4_1` product: per block the integer `S = Σ q·x_q`
+/// (ggml's), then `acc = S·(d_w·d_x) + acc` and `acc = m·s + acc`, each one fused multiply-add;
+/// the VNNI kernel equals it bit for bit (ggml sums the same integers in another float order).
+pub fn int8_q4_1_scalar(scales: &[[f32; 2]], qs: &[[u8; 16]], x: &[ActBlock]) -> f32 {
+    let mut acc = 0f32;
+    for ((&[d, m], q), a) in scales.iter().zip(qs).zip(x) {
+        let sum: i32 = q
+            .iter()
+            .enumerate()
+            .map(|(j, &b)| {
+                (b & 0x0f) as i32 * a.qs[j] as i32 + (b >> 4) as i32 * a.qs[j + 16] as i32
+            })
+            .sum();
+        acc = (sum as f32).mul_add(d * a.d, acc);
+        acc = m.mul_add(a.s, acc);
+    }
+    acc
+}
+
+/// Portable reference of the packed int8 `Q8_0` product (bit for bit the VNNI kernel's).
+pub fn int8_q8_0_scalar(d: &[f32], qs: &[[i8; BLOCK]], x: &[ActBlock]) -> f32 {
+    let mut acc = 0f32;
+    for ((&dw, q), a) in d.iter().zip(qs).zip(x) {
+        let sum: i32 = q.iter().zip(&a.qs).map(|(&w, &v)| w as i32 * v as i32).sum();
+        acc = (sum as f32).mul_add(dw * a.d, acc);
     }
     acc
 }
@@ -440,9 +511,19 @@ impl Matrix {
         );
         let kernel = Kernel::detect();
         #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx512Int16 && !self.int8 {
+        if kernel == Kernel::Avx512Int16 {
             if let Some(packed) = self.packed16() {
-                return self.matmul_rows_int16(packed, xf, n_inputs, rows, out, out_stride);
+                if self.int8 {
+                    let xs: Vec<Act8Block> = xq[..n_inputs * self.blocks_per_row()]
+                        .iter()
+                        .map(Act8Block::from)
+                        .collect();
+                    return self.matmul_rows_packed(packed, &xs, n_inputs, rows, out, out_stride);
+                }
+                let mut xs = vec![Act16Block::default(); n_inputs * self.blocks_per_row()];
+                // SAFETY: Kernel::Avx512Int16 (AVX-512F) was detected; xs holds n_inputs rows.
+                unsafe { x86::quantize_row16_512(&xf[..n_inputs * self.cols], &mut xs) };
+                return self.matmul_rows_packed(packed, &xs, n_inputs, rows, out, out_stride);
             }
         }
         if n_inputs >= GEMM_MIN_INPUTS && !self.int8 && !kernel.batch_invariant(&self.weights) {
@@ -464,37 +545,36 @@ impl Matrix {
         });
     }
 
-    /// [`Self::matmul_rows`] on the int16 kernel: the inputs are quantized once per call (each
-    /// row on its own, so its blocks do not depend on the batch), then the pool takes groups of
-    /// 16 weight rows (one 16-lane register: one lane per row).
+    /// [`Self::matmul_rows`] on the packed VNNI kernel (int16 or int8 activations, quantized
+    /// once per call by the caller, each row on its own so that its blocks do not depend on the
+    /// batch): the pool takes groups of 16 weight rows (one 16-lane register: one lane per row).
     #[cfg(target_arch = "x86_64")]
-    fn matmul_rows_int16(
+    fn matmul_rows_packed<A: x86::PackedActivation>(
         &self,
         packed: &Packed16,
-        xf: &[f32],
+        xs: &[A],
         n_inputs: usize,
         rows: std::ops::Range<usize>,
         out: &mut [f32],
         out_stride: usize,
     ) {
-        let kb = self.cols / BLOCK;
-        let mut xs = vec![Act16Block::default(); n_inputs * kb];
-        // SAFETY: Kernel::Avx512Int16 (AVX-512F) was detected; xs holds n_inputs rows.
-        unsafe { x86::quantize_row16_512(&xf[..n_inputs * self.cols], &mut xs) };
         let out_ptr = SendPtr(out.as_mut_ptr());
         let first = rows.start;
         let (g0, g1) = (rows.start / LANES, rows.end.div_ceil(LANES));
-        let xs = &xs[..];
         candle_core::utils::barrier_pool().execute_chunked(g1 - g0, |items| {
             let out_ptr = &out_ptr;
             let lo = rows.start.max((g0 + items.start) * LANES);
             let hi = rows.end.min((g0 + items.end) * LANES);
-            let mut write = |r: usize, i: usize, v: f32| unsafe {
-                *out_ptr.0.add(i * out_stride + (r - first)) = v
+            let mut write = |r: usize, i: usize, v: &[f32]| unsafe {
+                std::ptr::copy_nonoverlapping(
+                    v.as_ptr(),
+                    out_ptr.0.add(i * out_stride + (r - first)),
+                    v.len(),
+                )
             };
             // SAFETY: Kernel::Avx512Int16 was detected; each weight row r writes only column
             // r - first of each output row, and the pool hands out disjoint groups.
-            unsafe { x86::int16_range_512(packed, xs, n_inputs, lo..hi, &mut write) }
+            unsafe { x86::packed_range_512(packed, xs, n_inputs, lo..hi, &mut write) }
         });
     }
 
@@ -601,8 +681,30 @@ impl Matrix {
         let kernel = Kernel::detect();
         let kb = self.cols / BLOCK;
         #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx512Int16 && !self.int8 {
+        if kernel == Kernel::Avx512Int16 {
             if let Some(packed) = self.packed16() {
+                fn each<A: x86::PackedActivation>(
+                    packed: &Packed16,
+                    xs: &[A],
+                    ids: &[u32],
+                    out: &mut [f32],
+                ) {
+                    for (o, &id) in out.iter_mut().zip(ids) {
+                        let id = id as usize;
+                        // SAFETY: Kernel::Avx512Int16 was detected. The row's lane of its group
+                        // gets the arithmetic it gets in a full product.
+                        unsafe {
+                            x86::packed_range_512(packed, xs, 1, id..id + 1, &mut |_, _, v| {
+                                *o = v[0]
+                            })
+                        };
+                    }
+                }
+                if self.int8 {
+                    let xs: Vec<Act8Block> =
+                        xq[input * kb..(input + 1) * kb].iter().map(Act8Block::from).collect();
+                    return each(packed, &xs, ids, out);
+                }
                 let mut xs = vec![Act16Block::default(); kb];
                 // SAFETY: Kernel::Avx512Int16 (AVX-512F) was detected.
                 unsafe {
@@ -611,15 +713,7 @@ impl Matrix {
                         &mut xs,
                     )
                 };
-                for (o, &id) in out.iter_mut().zip(ids) {
-                    let id = id as usize;
-                    // SAFETY: Kernel::Avx512Int16 was detected. The row's lane of its group gets
-                    // the arithmetic it gets in a full product.
-                    unsafe {
-                        x86::int16_range_512(packed, &xs, 1, id..id + 1, &mut |_, _, v| *o = v)
-                    };
-                }
-                return;
+                return each(packed, &xs, ids, out);
             }
         }
         let xf_row =
@@ -1052,7 +1146,7 @@ pub fn attend_head(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Act16Block, ActBlock, Line, Packed16, BLOCK, LANES};
+    use super::{Act16Block, Act8Block, ActBlock, Line, Packed16, BLOCK, LANES};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -1576,6 +1670,42 @@ mod x86 {
         }
     }
 
+    /// [`super::quantize_row_scalar`] in 16 lanes (same bytes and scales); a block with a
+    /// non-finite value takes the scalar code.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `x` holds `out.len()` blocks.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn quantize_row_512(x: &[f32], out: &mut [ActBlock]) {
+        assert!(x.len() >= out.len() * BLOCK);
+        let inf = _mm512_set1_ps(f32::INFINITY);
+        for (b, block) in out.iter_mut().enumerate() {
+            let p = x.as_ptr().add(b * BLOCK);
+            let (v0, v1) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
+            let (a0, a1) = (_mm512_abs_ps(v0), _mm512_abs_ps(v1));
+            let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a0, inf)
+                & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a1, inf)
+                == 0xffff;
+            if !finite {
+                let chunk = std::slice::from_raw_parts(p, BLOCK);
+                super::quantize_row_scalar(chunk, std::slice::from_mut(block));
+                continue;
+            }
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+            let d = amax / 127.0;
+            let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+            // The default rounding mode: to nearest, ties to even.
+            let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));
+            let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
+            let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            let qs = block.qs.as_mut_ptr() as *mut __m128i;
+            _mm_storeu_si128(qs, _mm512_cvtepi32_epi8(q0));
+            _mm_storeu_si128(qs.add(1), _mm512_cvtepi32_epi8(q1));
+            block.d = d;
+            block.s = d * sum as f32;
+        }
+    }
+
     /// [`super::quantize_row16`] in 16 lanes (same bytes and scales: the same division, rounding
     /// to nearest even, clamp and sum).
     ///
@@ -1698,39 +1828,145 @@ mod x86 {
         out
     }
 
-    /// Int16 products of weight rows `rows` with the `n` quantized input rows of `x`, reported
-    /// through `write(row, input, value)`: each 16-row group overlapping `rows` against chunks
-    /// of up to [`MAX_TILE_INPUTS`] inputs (equal chunks, as [`exact_range_512`]).
+    /// The 8-bit tile: as [`tile16`] with one plane. Per block and input the integer sum starts
+    /// at the record's correction and takes the 8 groups of `x + 128` (`vpdpbusd`), which gives
+    /// ggml's `Σ q·x_q` exactly; then `acc = S·(d_w·d_x) + acc` (and `m·s + acc` for `Q4_1`),
+    /// equal to [`super::int8_q4_1_scalar`] / [`super::int8_q8_0_scalar`] bit for bit.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn tile8<const Q4: bool, const N: usize>(
+        p: &Packed16,
+        g: usize,
+        x: &[Act8Block],
+    ) -> [[f32; 16]; N] {
+        let kb = p.kb;
+        let per = p.record_lines();
+        assert!(x.len() >= N * kb && (g + 1) * kb * per <= p.lines.len());
+        let base = p.lines.as_ptr().add(g * kb * per);
+        let load = |l: *const Line| _mm512_load_si512(l as *const _);
+        let mut acc = [_mm512_setzero_ps(); N];
+        for b in 0..kb {
+            let rec = base.add(b * per);
+            let mut w = [_mm512_setzero_si512(); 8];
+            if Q4 {
+                let mask = _mm512_set1_epi8(0x0f);
+                for k in 0..4 {
+                    let q = load(rec.add(k));
+                    w[2 * k] = _mm512_and_si512(q, mask);
+                    w[2 * k + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), mask);
+                }
+            } else {
+                for k in 0..8 {
+                    w[k] = load(rec.add(k));
+                }
+            }
+            let tail = per - if Q4 { 3 } else { 2 };
+            let dw = _mm512_load_ps(rec.add(tail) as *const f32);
+            let mw = if Q4 { _mm512_load_ps(rec.add(tail + 1) as *const f32) } else { dw };
+            let corr = load(rec.add(per - 1));
+            for j in 0..N {
+                let a = x.get_unchecked(j * kb + b);
+                let u = a.u.as_ptr() as *const i32;
+                // Two chains of four halve the latency of a block (integer sums are exact).
+                let (mut s0, mut s1) = (corr, _mm512_setzero_si512());
+                for k in 0..4 {
+                    s0 = _mm512_dpbusd_epi32(
+                        s0,
+                        _mm512_set1_epi32(u.add(2 * k).read_unaligned()),
+                        w[2 * k],
+                    );
+                    s1 = _mm512_dpbusd_epi32(
+                        s1,
+                        _mm512_set1_epi32(u.add(2 * k + 1).read_unaligned()),
+                        w[2 * k + 1],
+                    );
+                }
+                let s = _mm512_add_epi32(s0, s1);
+                let scale = _mm512_mul_ps(dw, _mm512_set1_ps(a.d));
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[j]);
+                if Q4 {
+                    acc[j] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.s), acc[j]);
+                }
+            }
+        }
+        let mut out = [[0f32; 16]; N];
+        for j in 0..N {
+            _mm512_storeu_ps(out[j].as_mut_ptr(), acc[j]);
+        }
+        out
+    }
+
+    /// Activation blocks that a packed VNNI tile multiplies ([`Act16Block`]: int16,
+    /// [`Act8Block`]: int8).
+    pub trait PackedActivation: Copy + Sync {
+        /// Widest input chunk of a tile (at most 16).
+        const MAX_INPUTS: usize;
+        /// Weight rows `16·g .. 16·g + 16` against `N` consecutive input rows of `x`.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512F/BW and VNNI; `x` holds `N` rows of `p.kb` blocks.
+        unsafe fn tile<const Q4: bool, const N: usize>(
+            p: &Packed16,
+            g: usize,
+            x: &[Self],
+        ) -> [[f32; 16]; N];
+    }
+
+    impl PackedActivation for Act16Block {
+        const MAX_INPUTS: usize = MAX_TILE_INPUTS;
+        unsafe fn tile<const Q4: bool, const N: usize>(
+            p: &Packed16,
+            g: usize,
+            x: &[Self],
+        ) -> [[f32; 16]; N] {
+            tile16::<Q4, N>(p, g, x)
+        }
+    }
+
+    impl PackedActivation for Act8Block {
+        const MAX_INPUTS: usize = 8;
+        unsafe fn tile<const Q4: bool, const N: usize>(
+            p: &Packed16,
+            g: usize,
+            x: &[Self],
+        ) -> [[f32; 16]; N] {
+            tile8::<Q4, N>(p, g, x)
+        }
+    }
+
+    /// Products of weight rows `rows` with the `n` quantized input rows of `x` (int16 or int8
+    /// activations), reported through `write(first_row, input, values)` for the runs of up to 16
+    /// consecutive rows (`values[k]` is row `first_row + k`): each 16-row group overlapping
+    /// `rows` against chunks of up to [`MAX_TILE_INPUTS`] inputs (equal chunks, as
+    /// [`exact_range_512`]).
     ///
     /// # Safety
     /// The CPU has AVX-512F/BW and VNNI; `x` holds `n` rows of `p.kb` blocks.
-    pub unsafe fn int16_range_512(
+    pub unsafe fn packed_range_512<A: PackedActivation>(
         p: &Packed16,
-        x: &[Act16Block],
+        x: &[A],
         n: usize,
         rows: std::ops::Range<usize>,
-        write: &mut impl FnMut(usize, usize, f32),
+        write: &mut impl FnMut(usize, usize, &[f32]),
     ) {
         if n == 0 || rows.is_empty() {
             return;
         }
         let kb = p.kb;
-        let chunks = n.div_ceil(MAX_TILE_INPUTS);
+        let chunks = n.div_ceil(A::MAX_INPUTS);
         macro_rules! run {
             ($g:expr, $i:expr, $N:literal) => {{
                 let xs = &x[$i * kb..($i + $N) * kb];
                 let v = if p.q4 {
-                    tile16::<true, $N>(p, $g, xs)
+                    A::tile::<true, $N>(p, $g, xs)
                 } else {
-                    tile16::<false, $N>(p, $g, xs)
+                    A::tile::<false, $N>(p, $g, xs)
                 };
+                // The group's lanes that fall in `rows`, as one contiguous run.
+                let lo = rows.start.max($g * LANES);
+                let hi = rows.end.min(($g + 1) * LANES);
                 for (j, lanes) in v.iter().enumerate() {
-                    for (l, &v) in lanes.iter().enumerate() {
-                        let r = $g * LANES + l;
-                        if rows.contains(&r) {
-                            write(r, $i + j, v);
-                        }
-                    }
+                    write(lo, $i + j, &lanes[lo - $g * LANES..hi - $g * LANES]);
                 }
             }};
         }
@@ -1750,7 +1986,11 @@ mod x86 {
                     9 => run!(g, i, 9),
                     10 => run!(g, i, 10),
                     11 => run!(g, i, 11),
-                    _ => run!(g, i, 12),
+                    12 => run!(g, i, 12),
+                    13 => run!(g, i, 13),
+                    14 => run!(g, i, 14),
+                    15 => run!(g, i, 15),
+                    _ => run!(g, i, 16),
                 }
                 i += len;
             }
@@ -2065,17 +2305,20 @@ mod tests {
                 [(1, 0..rows), (2, 3..20), (5, 0..16), (13, 17..37), (15, 0..rows), (26, 1..36)]
             {
                 let mut seen = vec![false; rows * batch];
-                let mut write = |r: usize, i: usize, v: f32| {
-                    assert_eq!(
-                        v.to_bits(),
-                        reference[r][i].to_bits(),
-                        "batch {batch} row {r} input {i}"
-                    );
-                    seen[r * batch + i] = true;
+                let mut write = |first: usize, i: usize, values: &[f32]| {
+                    for (k, v) in values.iter().enumerate() {
+                        let r = first + k;
+                        assert_eq!(
+                            v.to_bits(),
+                            reference[r][i].to_bits(),
+                            "batch {batch} row {r} input {i}"
+                        );
+                        seen[r * batch + i] = true;
+                    }
                 };
                 // SAFETY: the features were detected; xs holds `batch` rows of kb blocks.
                 unsafe {
-                    x86::int16_range_512(p, &xs[..batch * kb], batch, range.clone(), &mut write)
+                    x86::packed_range_512(p, &xs[..batch * kb], batch, range.clone(), &mut write)
                 };
                 for r in 0..rows {
                     for i in 0..batch {
@@ -2083,6 +2326,118 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The packed int8 VNNI kernel equals its scalar reference bit for bit at every batch size
+    /// and row range, through `matmul_rows` and `matmul_ids` too, and its integer sums are
+    /// ggml's (the scalar reference against ggml's float order, up to rounding).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn int8_kernel_equals_its_scalar_reference_at_every_batch_size() {
+        let (rows, kb, n) = (37, 18, 26);
+        let (m41, m80, x) = int16_case(rows, kb, n);
+        let mut xq = vec![ActBlock::default(); n * kb];
+        quantize_row(&x, &mut xq);
+        let as_int8 = |m: Matrix| {
+            let Matrix { rows, cols, weights, .. } = m;
+            Matrix::new(rows, cols, weights, true)
+        };
+        for m in [as_int8(m41), as_int8(m80)] {
+            let reference: Vec<Vec<f32>> = (0..rows)
+                .map(|r| {
+                    (0..n)
+                        .map(|i| {
+                            let xi = &xq[i * kb..(i + 1) * kb];
+                            let (ours, ggml) = match &m.weights {
+                                Weights::Q4_1 { scales, qs } => {
+                                    let (s, q) =
+                                        (&scales[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb]);
+                                    (int8_q4_1_scalar(s, q, xi), dot_q4_1_scalar(s, q, xi))
+                                }
+                                Weights::Q8_0 { d, qs } => {
+                                    let (s, q) =
+                                        (&d[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb]);
+                                    (int8_q8_0_scalar(s, q, xi), dot_q8_0_scalar(s, q, xi))
+                                }
+                                Weights::F32(_) => unreachable!("quantized cases"),
+                            };
+                            let magnitude = 1.0 + ggml.abs().max(ours.abs());
+                            assert!(
+                                (ours - ggml).abs() <= 1e-4 * magnitude,
+                                "row {r}: {ours} vs {ggml}"
+                            );
+                            ours
+                        })
+                        .collect()
+                })
+                .collect();
+            if !(is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni"))
+            {
+                eprintln!("no AVX-512 VNNI: int8 VNNI kernel not tested");
+                return;
+            }
+            let p = m.packed16().unwrap();
+            let xs: Vec<Act8Block> = xq.iter().map(Act8Block::from).collect();
+            for (batch, range) in
+                [(1, 0..rows), (2, 3..20), (5, 0..16), (13, 17..37), (15, 0..rows), (26, 1..36)]
+            {
+                let mut seen = vec![false; rows * batch];
+                let mut write = |first: usize, i: usize, values: &[f32]| {
+                    for (k, v) in values.iter().enumerate() {
+                        let r = first + k;
+                        assert_eq!(
+                            v.to_bits(),
+                            reference[r][i].to_bits(),
+                            "batch {batch} row {r} input {i}"
+                        );
+                        seen[r * batch + i] = true;
+                    }
+                };
+                // SAFETY: the features were detected; xs holds `batch` rows of kb blocks.
+                unsafe {
+                    x86::packed_range_512(p, &xs[..batch * kb], batch, range.clone(), &mut write)
+                };
+                for r in 0..rows {
+                    for i in 0..batch {
+                        assert_eq!(seen[r * batch + i], range.contains(&r), "row {r} input {i}");
+                    }
+                }
+            }
+            if Kernel::detect() == Kernel::Avx512Int16 {
+                let mut out = vec![0f32; n * rows];
+                m.matmul_rows(&xq, &[], n, 0..rows, &mut out, rows);
+                let mut by_id = vec![0f32; 2];
+                m.matmul_ids(&xq, &[], 3, &[30, 2], &mut by_id);
+                assert_eq!(by_id, [reference[30][3], reference[2][3]]);
+                for r in 0..rows {
+                    for i in 0..n {
+                        assert_eq!(out[i * rows + r].to_bits(), reference[r][i].to_bits());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 8-bit quantizer gives the scalar one's bytes and scales, also for blocks of
+    /// zeros, ties, huge and non-finite values.
+    #[test]
+    fn int8_quantizer_simd_equals_scalar() {
+        let (_, _, mut x) = int16_case(1, 12, 3);
+        // Exact ties after scaling (max 127 → scale 1): 0.5, 1.5, -2.5 round to even.
+        x[..BLOCK].iter_mut().enumerate().for_each(|(e, v)| *v = e as f32 - 15.5);
+        x[0] = 127.0;
+        x[BLOCK + 7] = f32::NAN;
+        x[2 * BLOCK + 3] = f32::NEG_INFINITY;
+        let mut scalar = vec![ActBlock::default(); x.len() / BLOCK];
+        quantize_row_scalar(&x, &mut scalar);
+        assert_eq!(&scalar[0].qs[14..18], &[-2, 0, 0, 2]);
+        let mut fast = vec![ActBlock::default(); scalar.len()];
+        quantize_row(&x, &mut fast);
+        for (a, b) in fast.iter().zip(&scalar) {
+            assert_eq!((a.qs, a.d.to_bits(), a.s.to_bits()), (b.qs, b.d.to_bits(), b.s.to_bits()));
         }
     }
 }

@@ -314,11 +314,23 @@ pub fn load_model_with_adapter(
     adapter_dir: &Path,
     format: MergeFormat,
 ) -> Result<(LlamaModel, AdapterManifest)> {
+    load_model_with_adapter_and_precision(gguf, adapter_dir, format, Precision::default())
+}
+
+/// [`load_model_with_adapter`] with a choice of arithmetic.
+///
+/// # Errors
+/// As [`load_model_with_adapter`].
+pub fn load_model_with_adapter_and_precision(
+    gguf: &Path,
+    adapter_dir: &Path,
+    format: MergeFormat,
+    precision: Precision,
+) -> Result<(LlamaModel, AdapterManifest)> {
     let adapter = load_adapter(adapter_dir)?;
     adapter.check_base(gguf)?;
     let overrides = adapter.merged_qtensors(gguf, format)?;
-    let model =
-        LlamaModel::load_with_overrides(gguf, &Device::Cpu, Precision::default(), overrides)?;
+    let model = LlamaModel::load_with_overrides(gguf, &Device::Cpu, precision, overrides)?;
     Ok((model, adapter.manifest))
 }
 
