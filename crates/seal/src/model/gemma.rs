@@ -219,7 +219,21 @@ impl GemmaModel {
                 sliding: (i + 1) % c.sliding_window_pattern != 0,
             });
         }
-        Ok(GemmaModel { config, token_embd, output_norm, layers, rope: Default::default() })
+        let mut model =
+            GemmaModel { config, token_embd, output_norm, layers, rope: Default::default() };
+        model.pack_weights();
+        Ok(model)
+    }
+
+    /// Repacks every weight matrix for the packed VNNI kernel where it runs, dropping the GGUF
+    /// blocks ([`Matrix::pack`]).
+    fn pack_weights(&mut self) {
+        self.token_embd.pack();
+        for l in &mut self.layers {
+            l.qkv.iter_mut().chain(&mut l.gate_up).for_each(Matrix::pack);
+            l.wo.pack();
+            l.w_down.pack();
+        }
     }
 
     /// The hyper-parameters.

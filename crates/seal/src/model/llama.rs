@@ -270,7 +270,30 @@ impl LlamaModel {
             };
             layers.push(layer);
         }
-        Ok(LlamaModel { config, token_embd, output, output_norm, layers, rope: Default::default() })
+        let mut model = LlamaModel {
+            config,
+            token_embd,
+            output,
+            output_norm,
+            layers,
+            rope: Default::default(),
+        };
+        model.pack_weights();
+        Ok(model)
+    }
+
+    /// Repacks every weight matrix for the packed VNNI kernel where it runs, dropping the GGUF
+    /// blocks ([`Matrix::pack`]): one copy of the weights in memory.
+    fn pack_weights(&mut self) {
+        self.token_embd.pack();
+        if let Some(output) = &mut self.output {
+            output.pack();
+        }
+        for l in &mut self.layers {
+            l.qkv.iter_mut().chain(&mut l.gate_up).for_each(Matrix::pack);
+            l.wo.pack();
+            l.w_down.pack();
+        }
     }
 
     /// The hyper-parameters.

@@ -270,6 +270,39 @@ impl Packed16 {
         }
     }
 
+    /// Row `r` of the weights in f32, read back from the packed records: the same values (and
+    /// the same arithmetic) as [`Matrix::dequantize_row`] of the original blocks.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let (g, l, per) = (r / LANES, r % LANES, self.record_lines());
+        let lane = |line: &Line| -> [u8; 4] { std::array::from_fn(|t| line.0[l * 4 + t]) };
+        for b in 0..self.kb {
+            let rec = &self.lines[(g * self.kb + b) * per..(g * self.kb + b + 1) * per];
+            let o = &mut out[b * BLOCK..(b + 1) * BLOCK];
+            let tail = per - if self.q4 { 3 } else { 2 };
+            let d = f32::from_le_bytes(lane(&rec[tail]));
+            if self.q4 {
+                let m = f32::from_le_bytes(lane(&rec[tail + 1]));
+                for k in 0..4 {
+                    for (t, byte) in lane(&rec[k]).into_iter().enumerate() {
+                        o[4 * k + t] = d * (byte & 0x0f) as f32 + m;
+                        o[4 * k + t + 16] = d * (byte >> 4) as f32 + m;
+                    }
+                }
+            } else {
+                for (gi, line) in rec[..8].iter().enumerate() {
+                    for (t, byte) in lane(line).into_iter().enumerate() {
+                        o[group_start(gi) + t] = d * (byte as i8) as f32;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes held by the packed records.
+    pub fn bytes(&self) -> usize {
+        self.lines.len() * std::mem::size_of::<Line>()
+    }
+
     /// The packed copy of `m`'s weights, or `None` for f32 weights.
     pub fn new(m: &Matrix) -> Option<Packed16> {
         let kb = m.cols / BLOCK;
@@ -277,7 +310,7 @@ impl Packed16 {
         let (q4, per) = match &m.weights {
             Weights::Q4_1 { .. } => (true, 7),
             Weights::Q8_0 { .. } => (false, 10),
-            Weights::F32(_) => return None,
+            Weights::F32(_) | Weights::Packed(_) => return None,
         };
         let mut lines = vec![Line([0; 64]); groups * kb * per];
         for g in 0..groups {
@@ -309,7 +342,7 @@ impl Packed16 {
                             }
                             (d[i], 0.0, q.iter().map(|&v| v as i32).sum())
                         }
-                        Weights::F32(_) => unreachable!("returned above"),
+                        Weights::F32(_) | Weights::Packed(_) => unreachable!("returned above"),
                     };
                     let tail = per - if q4 { 3 } else { 2 };
                     lane(&mut rec[tail], d.to_le_bytes());
@@ -333,6 +366,9 @@ pub enum Weights {
     Q8_0 { d: Vec<f32>, qs: Vec<[i8; BLOCK]> },
     /// Any other GGUF type, dequantized (exact) to f32.
     F32(Vec<f32>),
+    /// `Q4_1`/`Q8_0` weights kept only in the packed VNNI layout ([`Matrix::pack`]): the original
+    /// blocks are dropped, so a model holds one copy of its weights.
+    Packed(Packed16),
 }
 
 /// A weight matrix with its shape.
@@ -421,7 +457,24 @@ impl Matrix {
 
     /// The int16 kernel's copy of the weights (`None` for f32 weights), packed on first use.
     pub fn packed16(&self) -> Option<&Packed16> {
+        if let Weights::Packed(p) = &self.weights {
+            return Some(p);
+        }
         self.packed16.get_or_init(|| Packed16::new(self)).as_ref()
+    }
+
+    /// Where the packed VNNI kernel runs ([`Kernel::Avx512Int16`]), replaces quantized weights by
+    /// their packed records and drops the original blocks (half the resident memory of packing
+    /// on first use); elsewhere, or for f32 weights, leaves the matrix as it is. For matrices
+    /// that are complete (after [`Self::stack`]).
+    pub fn pack(&mut self) {
+        if Kernel::detect() != Kernel::Avx512Int16 {
+            return;
+        }
+        let packed = self.packed16.take().flatten().or_else(|| Packed16::new(self));
+        if let Some(p) = packed {
+            self.weights = Weights::Packed(p);
+        }
     }
 
     /// The rows of several matrices with the same column count stacked into one matrix (so that
@@ -430,7 +483,8 @@ impl Matrix {
     pub fn stack(parts: Vec<Matrix>) -> std::result::Result<Matrix, Vec<Matrix>> {
         let cols = parts[0].cols;
         let same_kind = parts.iter().all(|p| {
-            p.cols == cols
+            !matches!(p.weights, Weights::Packed(_))
+                && p.cols == cols
                 && std::mem::discriminant(&p.weights) == std::mem::discriminant(&parts[0].weights)
         });
         if !same_kind {
@@ -491,6 +545,7 @@ impl Matrix {
                 }
             }
             Weights::F32(w) => out.copy_from_slice(&w[r * self.cols..(r + 1) * self.cols]),
+            Weights::Packed(p) => p.dequantize_row(r, out),
         }
     }
 
@@ -662,7 +717,7 @@ impl Matrix {
                 Weights::Q8_0 { d, qs } => {
                     return x86::dequantize_row(&x86::Q80 { d, qs, kb }, r, out)
                 }
-                Weights::F32(_) => {}
+                Weights::F32(_) | Weights::Packed(_) => {}
             }
         }
         self.dequantize_row(r, out)
@@ -765,7 +820,7 @@ impl Matrix {
                         &mut write,
                     )
                 }
-                Weights::F32(_) => {}
+                Weights::F32(_) | Weights::Packed(_) => {}
             }
         }
         #[cfg(target_arch = "x86_64")]
@@ -790,12 +845,15 @@ impl Matrix {
                         &mut write,
                     )
                 }
-                Weights::F32(_) => {}
+                Weights::F32(_) | Weights::Packed(_) => {}
             }
         }
         for r in rows {
             let write = |i: usize, v: f32| *out.add(i * out_stride + (r - first)) = v;
             match (&self.weights, self.int8) {
+                (Weights::Packed(_), _) => {
+                    unreachable!("packed weights exist only where the packed tiles run")
+                }
                 (Weights::F32(w), _) => {
                     for i in 0..n_inputs {
                         write(
@@ -889,6 +947,7 @@ impl Matrix {
                 }
             }
             Weights::F32(_) => unreachable!("f32 weights take the f32 path"),
+            Weights::Packed(_) => unreachable!("packed weights take the packed tiles"),
         }
     }
 }
@@ -2150,7 +2209,9 @@ mod tests {
             Weights::Q8_0 { d, qs } => {
                 int16_q8_0_scalar(&d[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb], x)
             }
-            Weights::F32(_) => unreachable!("the int16 kernel takes quantized weights"),
+            Weights::F32(_) | Weights::Packed(_) => {
+                unreachable!("quantized, unpacked test weights")
+            }
         }
     }
 
@@ -2360,7 +2421,9 @@ mod tests {
                                         (&d[r * kb..(r + 1) * kb], &qs[r * kb..(r + 1) * kb]);
                                     (int8_q8_0_scalar(s, q, xi), dot_q8_0_scalar(s, q, xi))
                                 }
-                                Weights::F32(_) => unreachable!("quantized cases"),
+                                Weights::F32(_) | Weights::Packed(_) => {
+                                    unreachable!("quantized cases")
+                                }
                             };
                             let magnitude = 1.0 + ggml.abs().max(ours.abs());
                             assert!(
@@ -2438,6 +2501,50 @@ mod tests {
         quantize_row(&x, &mut fast);
         for (a, b) in fast.iter().zip(&scalar) {
             assert_eq!((a.qs, a.d.to_bits(), a.s.to_bits()), (b.qs, b.d.to_bits(), b.s.to_bits()));
+        }
+    }
+
+    /// Packed weights read back to the original rows bit for bit, and a matrix packed in place
+    /// (original blocks dropped) gives the products and rows it gave before.
+    #[test]
+    fn packed_weights_replace_the_original_blocks_exactly() {
+        let (rows, kb, n) = (37, 6, 5);
+        let (m41, m80, x) = int16_case(rows, kb, n);
+        let cols = kb * BLOCK;
+        for mut m in [m41, m80] {
+            let p = Packed16::new(&m).unwrap();
+            let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
+            for r in 0..rows {
+                m.dequantize_row(r, &mut a);
+                p.dequantize_row(r, &mut b);
+                assert_eq!(
+                    a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "row {r}"
+                );
+            }
+            let mut before = vec![0f32; n * rows];
+            m.matmul_rows(&[], &x, n, 0..rows, &mut before, rows);
+            m.pack();
+            if Kernel::detect() != Kernel::Avx512Int16 {
+                assert!(
+                    !matches!(m.weights, Weights::Packed(_)),
+                    "packed only for the VNNI kernel"
+                );
+                continue;
+            }
+            assert!(matches!(m.weights, Weights::Packed(_)));
+            let mut after = vec![0f32; n * rows];
+            m.matmul_rows(&[], &x, n, 0..rows, &mut after, rows);
+            assert_eq!(before, after);
+            let mut by_id = vec![0f32; 2];
+            m.matmul_ids(&[], &x, 2, &[36, 0], &mut by_id);
+            assert_eq!(by_id, [after[2 * rows + 36], after[2 * rows]]);
+            for r in [0, 17, 36] {
+                m.dequantize_row(r, &mut b);
+                m.dequantize_row_fast(r, &mut a);
+                assert_eq!(a, b);
+            }
         }
     }
 }
