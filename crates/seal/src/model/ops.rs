@@ -1039,14 +1039,12 @@ pub const INT16_BY_DEFAULT: bool = true;
 
 impl Kernel {
     /// Whether the exact products of `weights` give every input row the same numbers whatever
-    /// the batch size (no gemm for large batches).
+    /// the batch size (no gemm for large batches). With AVX-512 every kind does, f32 weights
+    /// included (Gemma's `Q6_K` tensors): their prompts take the per-row dot product instead of
+    /// the gemm, so that a continued prefill equals a whole one bit for bit.
     pub fn batch_invariant(self, weights: &Weights) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512() {
-            return !matches!(weights, Weights::F32(_));
-        }
         let _ = weights;
-        false
+        self.avx512()
     }
 
     /// Whether the 16-lane AVX-512 code runs (attention, log-sum-exp, f32 tiles).
