@@ -1814,6 +1814,35 @@ mod x86 {
         }
     }
 
+    /// One (group, block) record of [`Packed16`]: the 8 weight groups (`Q4_1` nibbles unpacked to
+    /// bytes), the scales `d`, the offsets `m` (`d` again for `Q8_0`) and the correction.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn block_record<const Q4: bool>(
+        rec: *const Line,
+        per: usize,
+    ) -> ([__m512i; 8], __m512, __m512, __m512i) {
+        let load = |l: *const Line| _mm512_load_si512(l as *const _);
+        let mut w = [_mm512_setzero_si512(); 8];
+        if Q4 {
+            let mask = _mm512_set1_epi8(0x0f);
+            for k in 0..4 {
+                let q = load(rec.add(k));
+                w[2 * k] = _mm512_and_si512(q, mask);
+                w[2 * k + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), mask);
+            }
+        } else {
+            for k in 0..8 {
+                w[k] = load(rec.add(k));
+            }
+        }
+        let tail = per - if Q4 { 3 } else { 2 };
+        let dw = _mm512_load_ps(rec.add(tail) as *const f32);
+        let mw = if Q4 { _mm512_load_ps(rec.add(tail + 1) as *const f32) } else { dw };
+        (w, dw, mw, load(rec.add(per - 1)))
+    }
+
     /// The int16 tile: weight rows `16·g .. 16·g + 16` (one per lane) against `N` consecutive
     /// input rows of `x` (`kb` blocks each). Per block and input: the integer sum starts at the
     /// record's correction and takes the 8 high-plane groups (`vpdpbusd`, 4 elements per lane
@@ -1832,27 +1861,10 @@ mod x86 {
         let per = p.record_lines();
         assert!(x.len() >= N * kb && (g + 1) * kb * per <= p.lines.len());
         let base = p.lines.as_ptr().add(g * kb * per);
-        let load = |l: *const Line| _mm512_load_si512(l as *const _);
         let mut acc = [_mm512_setzero_ps(); N];
         for b in 0..kb {
             let rec = base.add(b * per);
-            let mut w = [_mm512_setzero_si512(); 8];
-            if Q4 {
-                let mask = _mm512_set1_epi8(0x0f);
-                for k in 0..4 {
-                    let q = load(rec.add(k));
-                    w[2 * k] = _mm512_and_si512(q, mask);
-                    w[2 * k + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), mask);
-                }
-            } else {
-                for k in 0..8 {
-                    w[k] = load(rec.add(k));
-                }
-            }
-            let tail = per - if Q4 { 3 } else { 2 };
-            let dw = _mm512_load_ps(rec.add(tail) as *const f32);
-            let mw = if Q4 { _mm512_load_ps(rec.add(tail + 1) as *const f32) } else { dw };
-            let corr = load(rec.add(per - 1));
+            let (w, dw, mw, corr) = block_record::<Q4>(rec, per);
             for j in 0..N {
                 let a = x.get_unchecked(j * kb + b);
                 let (hi, lo) = (a.hi.as_ptr() as *const i32, a.lo.as_ptr() as *const i32);
@@ -1900,27 +1912,10 @@ mod x86 {
         let per = p.record_lines();
         assert!(x.len() >= N * kb && (g + 1) * kb * per <= p.lines.len());
         let base = p.lines.as_ptr().add(g * kb * per);
-        let load = |l: *const Line| _mm512_load_si512(l as *const _);
         let mut acc = [_mm512_setzero_ps(); N];
         for b in 0..kb {
             let rec = base.add(b * per);
-            let mut w = [_mm512_setzero_si512(); 8];
-            if Q4 {
-                let mask = _mm512_set1_epi8(0x0f);
-                for k in 0..4 {
-                    let q = load(rec.add(k));
-                    w[2 * k] = _mm512_and_si512(q, mask);
-                    w[2 * k + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), mask);
-                }
-            } else {
-                for k in 0..8 {
-                    w[k] = load(rec.add(k));
-                }
-            }
-            let tail = per - if Q4 { 3 } else { 2 };
-            let dw = _mm512_load_ps(rec.add(tail) as *const f32);
-            let mw = if Q4 { _mm512_load_ps(rec.add(tail + 1) as *const f32) } else { dw };
-            let corr = load(rec.add(per - 1));
+            let (w, dw, mw, corr) = block_record::<Q4>(rec, per);
             for j in 0..N {
                 let a = x.get_unchecked(j * kb + b);
                 let u = a.u.as_ptr() as *const i32;
