@@ -2331,6 +2331,44 @@ mod tests {
         }
     }
 
+    /// The packed VNNI kernel over the first `batch` inputs of `xs` and a row range, for several
+    /// batch sizes (tile shapes) and ranges (groups cut at both ends), equals `reference[row][input]`
+    /// bit for bit and reports every asked row once.
+    #[cfg(target_arch = "x86_64")]
+    fn packed_kernel_matches<A: x86::PackedActivation>(
+        p: &Packed16,
+        xs: &[A],
+        reference: &[Vec<f32>],
+        kb: usize,
+    ) {
+        let rows = reference.len();
+        for (batch, range) in
+            [(1, 0..rows), (2, 3..20), (5, 0..16), (13, 17..37), (15, 0..rows), (26, 1..36)]
+        {
+            let mut seen = vec![false; rows * batch];
+            let mut write = |first: usize, i: usize, values: &[f32]| {
+                for (k, v) in values.iter().enumerate() {
+                    let r = first + k;
+                    assert_eq!(
+                        v.to_bits(),
+                        reference[r][i].to_bits(),
+                        "batch {batch} row {r} input {i}"
+                    );
+                    seen[r * batch + i] = true;
+                }
+            };
+            // SAFETY: the caller checked the features; xs holds at least `batch` rows of kb blocks.
+            unsafe {
+                x86::packed_range_512(p, &xs[..batch * kb], batch, range.clone(), &mut write)
+            };
+            for r in 0..rows {
+                for i in 0..batch {
+                    assert_eq!(seen[r * batch + i], range.contains(&r), "row {r} input {i}");
+                }
+            }
+        }
+    }
+
     /// The AVX-512 VNNI kernel equals the scalar reference bit for bit, for every batch size
     /// (tile shapes) and row range (groups cut at both ends), so a row's numbers never depend
     /// on its batch.
@@ -2355,31 +2393,7 @@ mod tests {
                     (0..n).map(|i| int16_row_scalar(m, r, &xs[i * kb..(i + 1) * kb])).collect()
                 })
                 .collect();
-            for (batch, range) in
-                [(1, 0..rows), (2, 3..20), (5, 0..16), (13, 17..37), (15, 0..rows), (26, 1..36)]
-            {
-                let mut seen = vec![false; rows * batch];
-                let mut write = |first: usize, i: usize, values: &[f32]| {
-                    for (k, v) in values.iter().enumerate() {
-                        let r = first + k;
-                        assert_eq!(
-                            v.to_bits(),
-                            reference[r][i].to_bits(),
-                            "batch {batch} row {r} input {i}"
-                        );
-                        seen[r * batch + i] = true;
-                    }
-                };
-                // SAFETY: the features were detected; xs holds `batch` rows of kb blocks.
-                unsafe {
-                    x86::packed_range_512(p, &xs[..batch * kb], batch, range.clone(), &mut write)
-                };
-                for r in 0..rows {
-                    for i in 0..batch {
-                        assert_eq!(seen[r * batch + i], range.contains(&r), "row {r} input {i}");
-                    }
-                }
-            }
+            packed_kernel_matches(p, &xs, &reference, kb);
         }
     }
 
@@ -2437,31 +2451,7 @@ mod tests {
             }
             let p = m.packed16().unwrap();
             let xs: Vec<Act8Block> = xq.iter().map(Act8Block::from).collect();
-            for (batch, range) in
-                [(1, 0..rows), (2, 3..20), (5, 0..16), (13, 17..37), (15, 0..rows), (26, 1..36)]
-            {
-                let mut seen = vec![false; rows * batch];
-                let mut write = |first: usize, i: usize, values: &[f32]| {
-                    for (k, v) in values.iter().enumerate() {
-                        let r = first + k;
-                        assert_eq!(
-                            v.to_bits(),
-                            reference[r][i].to_bits(),
-                            "batch {batch} row {r} input {i}"
-                        );
-                        seen[r * batch + i] = true;
-                    }
-                };
-                // SAFETY: the features were detected; xs holds `batch` rows of kb blocks.
-                unsafe {
-                    x86::packed_range_512(p, &xs[..batch * kb], batch, range.clone(), &mut write)
-                };
-                for r in 0..rows {
-                    for i in 0..batch {
-                        assert_eq!(seen[r * batch + i], range.contains(&r), "row {r} input {i}");
-                    }
-                }
-            }
+            packed_kernel_matches(p, &xs, &reference, kb);
             if Kernel::detect() == Kernel::Avx512Int16 {
                 let mut out = vec![0f32; n * rows];
                 m.matmul_rows(&xq, &[], n, 0..rows, &mut out, rows);
