@@ -117,6 +117,18 @@ fn prefill_continue_equals_prefilling_the_whole_prompt() {
     beam_paths::prefill_continue_equals_prefilling_the_whole_prompt(model(), &FIXTURE);
 }
 
+/// The opt-in int8 arithmetic on Gemma: as far from the exact model as llama.cpp is, on
+/// average (see `golden::int8_stays_near_both_references`).
+#[test]
+fn int8_activations_stay_near_both_references() {
+    let model = seal::model::load_with_precision(
+        &common::gemma3_path(),
+        seal::model::Precision::Int8Activations,
+    )
+    .expect("load Gemma 3");
+    golden::int8_stays_near_both_references(&model, "gemma");
+}
+
 #[test]
 fn load_dispatches_on_the_architecture() {
     let m = model();

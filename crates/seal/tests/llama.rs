@@ -13,7 +13,6 @@ mod golden;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use seal::model::llama::LlamaModel;
 use seal::model::LanguageModel;
 
 fn model() -> &'static LanguageModel {
@@ -81,52 +80,12 @@ fn log_probs_match_references_at_every_position() {
 /// rounding noise on rare tokens (reached: 1.10 vs exact, 0.93 vs llama.cpp; llama.cpp's own 0.90).
 #[test]
 fn int8_activations_stay_near_both_references() {
-    use seal::model::llama::Precision;
-    let model = LlamaModel::load_with_precision(
+    let model = seal::model::load_with_precision(
         &common::smollm2_path(),
-        &candle_core::Device::Cpu,
-        Precision::Int8Activations,
+        seal::model::Precision::Int8Activations,
     )
     .expect("load SmolLM2");
-    let (mut worst_exact, mut worst_cpp, mut top1_vs_exact, mut positions) = (0f64, 0f64, 0, 0);
-    let (mut sum_exact, mut sum_cpp, mut sum_cpp_exact, mut values) = (0f64, 0f64, 0f64, 0usize);
-    for case in golden::golden("llama") {
-        let rows = model.prompt_log_probs(&case.tokens).unwrap();
-        for (p, row) in rows.iter().enumerate() {
-            for (&(id, lp), &exact) in case.top[p].iter().zip(&case.exact[p]) {
-                worst_exact = worst_exact.max((row[id as usize] as f64 - exact).abs());
-                worst_cpp = worst_cpp.max((row[id as usize] as f64 - lp).abs());
-                sum_exact += (row[id as usize] as f64 - exact).abs();
-                sum_cpp += (row[id as usize] as f64 - lp).abs();
-                sum_cpp_exact += (lp - exact).abs();
-                values += 1;
-            }
-            let best_exact = case.top[p]
-                .iter()
-                .zip(&case.exact[p])
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .unwrap()
-                .0
-                 .0;
-            top1_vs_exact += usize::from(golden::top_ids(row, 1)[0] != best_exact);
-            positions += 1;
-        }
-    }
-    let n = values as f64;
-    let (mean_exact, mean_cpp, cpp_from_exact) = (sum_exact / n, sum_cpp / n, sum_cpp_exact / n);
-    eprintln!("int8 activations: max |Δ| vs exact {worst_exact:.4}, vs llama.cpp {worst_cpp:.4}; mean |Δ| vs exact {mean_exact:.4} (llama.cpp's own {cpp_from_exact:.4}), vs llama.cpp {mean_cpp:.4}; top-1 differs from exact at {top1_vs_exact}/{positions}");
-    assert!(
-        mean_exact <= 1.25 * cpp_from_exact && mean_cpp <= 1.25 * cpp_from_exact,
-        "int8: mean {mean_exact} vs exact, {mean_cpp} vs llama.cpp (llama.cpp from exact: {cpp_from_exact})"
-    );
-    assert!(
-        worst_exact <= 2.0 && worst_cpp <= 2.0,
-        "int8: {worst_exact} vs exact, {worst_cpp} vs llama.cpp"
-    );
-    assert!(
-        top1_vs_exact * 20 <= positions,
-        "int8 changes the top token at {top1_vs_exact} of {positions} positions"
-    );
+    golden::int8_stays_near_both_references(&model, "llama");
 }
 
 const FIXTURE: beam_paths::Fixture = beam_paths::Fixture {
