@@ -102,7 +102,7 @@ pub enum PrecisionArg {
     /// AVX-512 VNNI CPUs).
     Exact,
     /// llama.cpp's arithmetic (8-bit activations): faster, about as far from the exact model as
-    /// llama.cpp is (0.12 nats on average over the golden top-20, up to ~1.1 on rare tokens).
+    /// llama.cpp is (0.12 nats on average over the golden top-20, up to about 1 on rare tokens).
     Int8,
 }
 

@@ -504,9 +504,7 @@ impl Network for GemmaModel {
             project(&layer.gate_up, &xn, n, &mut xq, &mut gate_up);
             for (h, gu) in hidden.chunks_exact_mut(ff).zip(gate_up.chunks_exact(2 * ff)) {
                 let (g, u) = gu.split_at(ff);
-                for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
-                    *h = gelu_tanh(g) * u;
-                }
+                ops::gated_row(ops::Gate::GeluTanh, g, u, h);
             }
             project(std::slice::from_ref(&layer.w_down), &hidden, n, &mut xq, &mut proj);
             rms_norm(&proj, &layer.post_ffw_norm, c.rms_norm_eps, &mut xn);
@@ -518,12 +516,6 @@ impl Network for GemmaModel {
         rms_norm(&x, &self.output_norm, c.rms_norm_eps, &mut out);
         out
     }
-}
-
-/// GELU with the tanh approximation (what Gemma and llama.cpp's `gelu` compute).
-fn gelu_tanh(x: f32) -> f32 {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
 }
 
 fn read_config(content: &gguf_file::Content, path: &Path) -> Result<GemmaConfig> {
