@@ -1815,6 +1815,33 @@ mod x86 {
         }
     }
 
+    /// One block of 32 values at `p`, as two 16-lane halves, and its `max |x|` when every value
+    /// is finite (ordered "less than ∞" is false for NaN and ±∞).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_block(p: *const f32) -> (__m512, __m512, Option<f32>) {
+        let (v0, v1) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
+        let (a0, a1) = (_mm512_abs_ps(v0), _mm512_abs_ps(v1));
+        let inf = _mm512_set1_ps(f32::INFINITY);
+        let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a0, inf)
+            & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a1, inf)
+            == 0xffff;
+        (v0, v1, finite.then(|| _mm512_reduce_max_ps(_mm512_max_ps(a0, a1))))
+    }
+
+    /// ggml's 8-bit rounding of a finite block (scale `max |x| / 127`, `x · (1 / scale)` to
+    /// nearest even): the rounded halves, the scale and `Σ q`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn round_block8(v0: __m512, v1: __m512, amax: f32) -> (__m512i, __m512i, f32, i32) {
+        let d = amax / 127.0;
+        let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        // The default rounding mode: to nearest, ties to even.
+        let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));
+        let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
+        (q0, q1, d, _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)))
+    }
+
     /// [`super::quantize_row_scalar`] in 16 lanes (same bytes and scales); a block with a
     /// non-finite value takes the scalar code.
     ///
@@ -1823,26 +1850,14 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn quantize_row_512(x: &[f32], out: &mut [ActBlock]) {
         assert!(x.len() >= out.len() * BLOCK);
-        let inf = _mm512_set1_ps(f32::INFINITY);
         for (b, block) in out.iter_mut().enumerate() {
             let p = x.as_ptr().add(b * BLOCK);
-            let (v0, v1) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
-            let (a0, a1) = (_mm512_abs_ps(v0), _mm512_abs_ps(v1));
-            let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a0, inf)
-                & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a1, inf)
-                == 0xffff;
-            if !finite {
+            let (v0, v1, Some(amax)) = load_block(p) else {
                 let chunk = std::slice::from_raw_parts(p, BLOCK);
                 super::quantize_row_scalar(chunk, std::slice::from_mut(block));
                 continue;
-            }
-            let amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-            let d = amax / 127.0;
-            let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-            // The default rounding mode: to nearest, ties to even.
-            let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));
-            let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
-            let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            };
+            let (q0, q1, d, sum) = round_block8(v0, v1, amax);
             let qs = block.qs.as_mut_ptr() as *mut __m128i;
             _mm_storeu_si128(qs, _mm512_cvtepi32_epi8(q0));
             _mm_storeu_si128(qs.add(1), _mm512_cvtepi32_epi8(q1));
@@ -1859,27 +1874,16 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn quantize_row8_512(x: &[f32], out: &mut [Act8Block]) {
         assert!(x.len() >= out.len() * BLOCK);
-        let inf = _mm512_set1_ps(f32::INFINITY);
         let flip = _mm_set1_epi8(-128);
         for (b, block) in out.iter_mut().enumerate() {
             let p = x.as_ptr().add(b * BLOCK);
-            let (v0, v1) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
-            let (a0, a1) = (_mm512_abs_ps(v0), _mm512_abs_ps(v1));
-            let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a0, inf)
-                & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a1, inf)
-                == 0xffff;
-            if !finite {
+            let (v0, v1, Some(amax)) = load_block(p) else {
                 let mut one = [ActBlock::default()];
                 super::quantize_row_scalar(std::slice::from_raw_parts(p, BLOCK), &mut one);
                 *block = Act8Block::from(&one[0]);
                 continue;
-            }
-            let amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-            let d = amax / 127.0;
-            let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-            let q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));
-            let q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
-            let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+            };
+            let (q0, q1, d, sum) = round_block8(v0, v1, amax);
             // q + 128 as a byte is q ^ 0x80; elements 0..16 and 16..32 interleaved by 4-byte
             // groups: the group order.
             let b0 = _mm_xor_si128(_mm512_cvtepi32_epi8(q0), flip);
@@ -1900,19 +1904,11 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn quantize_row16_512(x: &[f32], out: &mut [Act16Block]) {
         assert!(x.len() >= out.len() * BLOCK);
-        let inf = _mm512_set1_ps(f32::INFINITY);
         let (lim, off) = (_mm512_set1_epi32(32767), _mm512_set1_epi32(32768));
         let neg_lim = _mm512_set1_epi32(-32767);
         for (b, block) in out.iter_mut().enumerate() {
-            let p = x.as_ptr().add(b * BLOCK);
-            let (v0, v1) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
-            let (a0, a1) = (_mm512_abs_ps(v0), _mm512_abs_ps(v1));
-            // Ordered "less than ∞" is false for NaN and ±∞.
-            let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a0, inf)
-                & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a1, inf)
-                == 0xffff;
-            let amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-            let d = if finite { amax / super::INT16_MAX } else { f32::NAN };
+            let (v0, v1, amax) = load_block(x.as_ptr().add(b * BLOCK));
+            let d = amax.map_or(f32::NAN, |amax| amax / super::INT16_MAX);
             if d.is_nan() || d == 0.0 {
                 *block = Act16Block { d, sx: d * 0.0, ..Act16Block::default() };
                 continue;
