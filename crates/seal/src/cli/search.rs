@@ -90,7 +90,8 @@ pub struct DecodeArgs {
     /// (fragments like "autoph"); not in SEAL, chosen on dev queries (`false` = SEAL's behaviour).
     #[arg(long, value_name = "BOOL", default_value_t = ScoringSettings::default().whole_words, action = clap::ArgAction::Set)]
     pub whole_words: bool,
-    /// The model's arithmetic: exact (the default) or int8 (llama.cpp's, about 30 % less model time).
+    /// The model's arithmetic: exact (the default) or int8 (llama.cpp's, about 35 % less model
+    /// time per query).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Exact)]
     pub precision: PrecisionArg,
 }
