@@ -535,15 +535,17 @@ impl Matrix {
     /// Whether the product needs the caller to quantize the activations ([`quantize_row`]). The
     /// packed VNNI kernel quantizes the f32 rows itself, into its own layout.
     pub fn wants_quantized_input(&self) -> bool {
-        self.int8 && !matches!(self.weights, Weights::F32(_)) && !self.runs_packed()
+        self.int8 && !matches!(self.weights, Weights::F32(_)) && self.packed_kernel().is_none()
     }
 
-    /// Whether products run on the packed VNNI kernel ([`Kernel::Avx512Int16`] and quantized
-    /// weights it packs).
-    fn runs_packed(&self) -> bool {
-        cfg!(target_arch = "x86_64")
-            && Kernel::detect() == Kernel::Avx512Int16
-            && self.packed16().is_some()
+    /// The packed records when products run on the packed VNNI kernel ([`Kernel::Avx512Int16`]
+    /// and quantized weights it packs): the one test of "runs packed" for every product path.
+    fn packed_kernel(&self) -> Option<&Packed16> {
+        if cfg!(target_arch = "x86_64") && Kernel::detect() == Kernel::Avx512Int16 {
+            self.packed16()
+        } else {
+            None
+        }
     }
 
     /// Row `r` of the matrix in f32 (exact dequantization), written to `out`.
@@ -591,18 +593,16 @@ impl Matrix {
         );
         let kernel = Kernel::detect();
         #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx512Int16 {
-            if let Some(packed) = self.packed16() {
-                if self.int8 {
-                    let mut xs = vec![Act8Block::default(); n_inputs * self.blocks_per_row()];
-                    quantize_row8(&xf[..n_inputs * self.cols], &mut xs);
-                    return self.matmul_rows_packed(packed, &xs, n_inputs, rows, out, out_stride);
-                }
-                let mut xs = vec![Act16Block::default(); n_inputs * self.blocks_per_row()];
-                // SAFETY: Kernel::Avx512Int16 (AVX-512F) was detected; xs holds n_inputs rows.
-                unsafe { x86::quantize_row16_512(&xf[..n_inputs * self.cols], &mut xs) };
+        if let Some(packed) = self.packed_kernel() {
+            if self.int8 {
+                let mut xs = vec![Act8Block::default(); n_inputs * self.blocks_per_row()];
+                quantize_row8(&xf[..n_inputs * self.cols], &mut xs);
                 return self.matmul_rows_packed(packed, &xs, n_inputs, rows, out, out_stride);
             }
+            let mut xs = vec![Act16Block::default(); n_inputs * self.blocks_per_row()];
+            // SAFETY: Kernel::Avx512Int16 (AVX-512F) was detected; xs holds n_inputs rows.
+            unsafe { x86::quantize_row16_512(&xf[..n_inputs * self.cols], &mut xs) };
+            return self.matmul_rows_packed(packed, &xs, n_inputs, rows, out, out_stride);
         }
         if n_inputs >= GEMM_MIN_INPUTS && !self.int8 && !kernel.batch_invariant(&self.weights) {
             return self.matmul_rows_gemm(xf, n_inputs, rows, out, out_stride);
@@ -759,40 +759,33 @@ impl Matrix {
         let kernel = Kernel::detect();
         let kb = self.cols / BLOCK;
         #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Avx512Int16 {
-            if let Some(packed) = self.packed16() {
-                fn each<A: x86::PackedActivation>(
-                    packed: &Packed16,
-                    xs: &[A],
-                    ids: &[u32],
-                    out: &mut [f32],
-                ) {
-                    for (o, &id) in out.iter_mut().zip(ids) {
-                        let id = id as usize;
-                        // SAFETY: Kernel::Avx512Int16 was detected. The row's lane of its group
-                        // gets the arithmetic it gets in a full product.
-                        unsafe {
-                            x86::packed_range_512(packed, xs, 1, id..id + 1, &mut |_, _, v| {
-                                *o = v[0]
-                            })
-                        };
-                    }
+        if let Some(packed) = self.packed_kernel() {
+            fn each<A: x86::PackedActivation>(
+                packed: &Packed16,
+                xs: &[A],
+                ids: &[u32],
+                out: &mut [f32],
+            ) {
+                for (o, &id) in out.iter_mut().zip(ids) {
+                    let id = id as usize;
+                    // SAFETY: Kernel::Avx512Int16 was detected. The row's lane of its group
+                    // gets the arithmetic it gets in a full product.
+                    unsafe {
+                        x86::packed_range_512(packed, xs, 1, id..id + 1, &mut |_, _, v| *o = v[0])
+                    };
                 }
-                if self.int8 {
-                    let mut xs = vec![Act8Block::default(); kb];
-                    quantize_row8(&xf[input * self.cols..(input + 1) * self.cols], &mut xs);
-                    return each(packed, &xs, ids, out);
-                }
-                let mut xs = vec![Act16Block::default(); kb];
-                // SAFETY: Kernel::Avx512Int16 (AVX-512F) was detected.
-                unsafe {
-                    x86::quantize_row16_512(
-                        &xf[input * self.cols..(input + 1) * self.cols],
-                        &mut xs,
-                    )
-                };
+            }
+            if self.int8 {
+                let mut xs = vec![Act8Block::default(); kb];
+                quantize_row8(&xf[input * self.cols..(input + 1) * self.cols], &mut xs);
                 return each(packed, &xs, ids, out);
             }
+            let mut xs = vec![Act16Block::default(); kb];
+            // SAFETY: Kernel::Avx512Int16 (AVX-512F) was detected.
+            unsafe {
+                x86::quantize_row16_512(&xf[input * self.cols..(input + 1) * self.cols], &mut xs)
+            };
+            return each(packed, &xs, ids, out);
         }
         let xf_row =
             if xf.is_empty() { xf } else { &xf[input * self.cols..(input + 1) * self.cols] };
