@@ -78,3 +78,17 @@ impl From<std::io::Error> for Error {
         Error::new(ErrorKind::Io, "I/O error").with_source(e)
     }
 }
+
+impl From<seal_model::Error> for Error {
+    fn from(e: seal_model::Error) -> Self {
+        let (kind, message, source) = e.into_parts();
+        let kind = match kind {
+            seal_model::ErrorKind::Io => ErrorKind::Io,
+            seal_model::ErrorKind::Model => ErrorKind::Model,
+            seal_model::ErrorKind::Tokenizer => ErrorKind::Tokenizer,
+            seal_model::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+            _ => ErrorKind::Other,
+        };
+        Error { kind, message, source }
+    }
+}

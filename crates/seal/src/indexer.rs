@@ -128,7 +128,11 @@ pub fn build_index(
         .par_iter()
         .map(|p| {
             let s = indexed_string(p);
-            let r = if s.is_empty() { Ok(None) } else { tokenizer.encode(&s).map(Some) };
+            let r = if s.is_empty() {
+                Ok(None)
+            } else {
+                tokenizer.encode(&s).map(Some).map_err(crate::Error::from)
+            };
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             if n.is_multiple_of(256) || n == total {
                 progress("tokenizing", n, total);

@@ -14,7 +14,6 @@ pub mod docstore;
 pub mod error;
 pub mod eval;
 pub mod indexer;
-pub mod model;
 pub mod prompt;
 pub mod score;
 pub mod searcher;
@@ -22,6 +21,8 @@ pub mod serve;
 pub mod train;
 
 pub use error::{Error, ErrorKind, Result};
+/// The language model layer (the `seal-model` crate).
+pub use seal_model as model;
 
 /// The position of a document in corpus order (0-based).
 pub use seal_index::DocId;

@@ -962,7 +962,7 @@ impl BeamModel for ModelAdapter<'_> {
         parents: &[usize],
         tokens: &[TokenId],
     ) -> Result<StepOutput> {
-        self.model.step(state, parents, tokens)
+        Ok(self.model.step(state, parents, tokens)?)
     }
 
     fn score_continuations(
@@ -970,7 +970,7 @@ impl BeamModel for ModelAdapter<'_> {
         prompt: &[TokenId],
         continuations: &[Vec<TokenId>],
     ) -> Result<Vec<Vec<f32>>> {
-        self.model.score_continuations(prompt, continuations)
+        Ok(self.model.score_continuations(prompt, continuations)?)
     }
 }
 

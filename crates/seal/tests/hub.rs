@@ -3,7 +3,7 @@
 //! listing the cache, and the `seal model` commands end to end.
 
 use seal::model::hub::{self, DEFAULT_MODEL};
-use seal::ErrorKind;
+use seal::model::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

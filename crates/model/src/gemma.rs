@@ -23,7 +23,7 @@
 //! cache, norms, RoPE, attention and softmax are f32.
 //!
 //! Not for: tokenization ([`super::tokenizer`]), downloading ([`super::hub`]), decoding policy
-//! ([`crate::decode`]). CPU only.
+//! (`seal::decode`). CPU only.
 
 use std::fs::File;
 use std::io::BufReader;

@@ -10,7 +10,7 @@
 //! **Architecture Invariant**: rows interact only through the cache entries they attend to, so a
 //! beam's numbers do not depend on the batch it is in (with batch-invariant kernels: bit for bit).
 //!
-//! Not for: the arithmetic of a layer (the families), decoding policy ([`crate::decode`]).
+//! Not for: the arithmetic of a layer (the families), decoding policy (`seal::decode`).
 
 use super::llama::{log_softmax_in_place, logsumexp};
 use crate::{Error, ErrorKind, Result};
@@ -110,7 +110,7 @@ macro_rules! decoding_api {
         /// # Errors
         /// Empty prompt, a token outside the vocabulary, or a prompt longer than the context.
         pub fn prefill(&self, prompt: &[u32]) -> Result<(DecodeState, Vec<f32>)> {
-            $crate::model::beams::prefill(self, prompt)
+            $crate::beams::prefill(self, prompt)
         }
 
         /// Continues a prefilled prompt with more prompt tokens: the returned state is the prompt
@@ -129,7 +129,7 @@ macro_rules! decoding_api {
             prefix: &DecodeState,
             tokens: &[u32],
         ) -> Result<(DecodeState, Vec<f32>)> {
-            $crate::model::beams::prefill_continue(self, prefix, tokens)
+            $crate::beams::prefill_continue(self, prefix, tokens)
         }
 
         /// The log-softmax over the vocabulary after every prompt position (row `i` predicts token
@@ -138,7 +138,7 @@ macro_rules! decoding_api {
         /// # Errors
         /// As [`Self::prefill`].
         pub fn prompt_log_probs(&self, prompt: &[u32]) -> Result<Vec<Vec<f32>>> {
-            $crate::model::beams::prompt_log_probs(self, prompt)
+            $crate::beams::prompt_log_probs(self, prompt)
         }
 
         /// One batched decoding step: beam `b` continues parent beam `parents[b]` of the previous
@@ -154,7 +154,7 @@ macro_rules! decoding_api {
             parents: &[usize],
             tokens: &[u32],
         ) -> Result<StepOutput> {
-            $crate::model::beams::step(self, state, parents, tokens)
+            $crate::beams::step(self, state, parents, tokens)
         }
 
         /// Like [`Self::step`], but returns for beam `b` only the log-probabilities of the ids in
@@ -171,7 +171,7 @@ macro_rules! decoding_api {
             tokens: &[u32],
             subset: &[&[u32]],
         ) -> Result<Vec<Vec<f32>>> {
-            $crate::model::beams::step_subset(self, state, parents, tokens, subset)
+            $crate::beams::step_subset(self, state, parents, tokens, subset)
         }
 
         /// Teacher-forced scoring: for each continuation, the log-probability of each of its tokens
@@ -184,7 +184,7 @@ macro_rules! decoding_api {
             prompt: &[u32],
             continuations: &[Vec<u32>],
         ) -> Result<Vec<Vec<f32>>> {
-            $crate::model::beams::score_continuations(self, prompt, continuations)
+            $crate::beams::score_continuations(self, prompt, continuations)
         }
     };
 }

@@ -21,7 +21,7 @@
 //! RoPE, attention and softmax are f32. The K/V cache is f32 (llama.cpp's default is f16).
 //!
 //! Not for: tokenization ([`super::tokenizer`]), downloading ([`super::hub`]), decoding policy
-//! ([`crate::decode`]). Runs on the CPU only: a CUDA `device` is refused with an error (the
+//! (`seal::decode`). Runs on the CPU only: a CUDA `device` is refused with an error (the
 //! `cuda` feature builds candle with CUDA, but this model's kernels are CPU kernels).
 
 use std::fs::File;
@@ -133,7 +133,7 @@ impl LlamaModel {
     }
 
     /// [`Self::load_with_precision`], with some tensors replaced by `overrides` (by GGUF name,
-    /// same shapes), e.g. weights merged with a trained adapter ([`crate::train::adapter`]).
+    /// same shapes), e.g. weights merged with a trained adapter (`seal::train::adapter`).
     ///
     /// # Errors
     /// As [`Self::load`].
