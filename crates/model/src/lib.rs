@@ -16,6 +16,7 @@ pub mod llama;
 pub mod ops;
 pub mod requant;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, ErrorKind, Result};
 pub use language_model::{load, load_with_precision, LanguageModel};

@@ -318,3 +318,45 @@ fn the_training_network_equals_the_inference_model_before_and_after_merging() {
     assert!(err.to_string().contains("trained on"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The CPU trainer (`seal_model::train`) against this candle network, both in f64 on the same
+/// random weights: the same loss, and the same gradient for every tensor it trains.
+#[test]
+fn the_cpu_trainer_matches_the_candle_network_in_f64() {
+    use crate::model::train::{batch, Network, PackedBatch};
+    let config = tiny_config();
+    let weights = random_weights(&config, 4, DType::F64).unwrap();
+    let candle = TrainNet::new(config.clone(), weights.clone(), &TrainMode::Full, 7).unwrap();
+    let ex = examples(5, 9);
+    let loss = candle.loss(&batch_of(&ex)).unwrap();
+    let grads = loss.backward().unwrap();
+    for trained in [config.block_count, 1] {
+        let net = Network::<f64>::from_tensors(config.clone(), trained, |name| {
+            Ok(weights.get(name).map(|t| t.flatten_all().unwrap().to_vec1::<f64>().unwrap()))
+        })
+        .unwrap();
+        let pairs: Vec<batch::Example> = ex
+            .iter()
+            .map(|e| batch::Example { prompt: e.prompt.clone(), target: e.target.clone() })
+            .collect();
+        let packed = PackedBatch::pack(&batch::trees(&pairs));
+        let mut g = vec![0.0; net.params().len()];
+        let (sum, weight) = net.loss_and_grad(&packed, None, &mut g).unwrap();
+        assert!(
+            (sum / weight - scalar(&loss)).abs() < 1e-12,
+            "{} vs {}",
+            sum / weight,
+            scalar(&loss)
+        );
+        let layout = net.layout();
+        assert_eq!(layout.len(), 9 * trained + 1);
+        for (name, _, range) in layout {
+            let var = candle.params().iter().find(|(n, _)| *n == name).unwrap().1.as_tensor();
+            let want: Vec<f64> = grads.get(var).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let scale = want.iter().fold(1e-3f64, |m, g| m.max(g.abs()));
+            for (a, b) in g[range].iter().zip(&want) {
+                assert!((a - b).abs() < 1e-10 * scale, "{name}: {a} vs {b}");
+            }
+        }
+    }
+}
