@@ -10,6 +10,9 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use crate::tokenizer::Tokenizer;
+use crate::Result;
+
 /// One tokenized training pair.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Example {
@@ -17,6 +20,32 @@ pub struct Example {
     pub prompt: Vec<u32>,
     /// Target tokens, EOS last; never empty.
     pub target: Vec<u32>,
+}
+
+impl Example {
+    /// Tokenizes a pair as the searcher tokenizes its prompts: BOS when the tokenizer adds one,
+    /// the prompt; the target, then EOS.
+    ///
+    /// # Errors
+    /// A tokenizer failure.
+    pub fn tokenize(tokenizer: &Tokenizer, prompt: &str, target: &str) -> Result<Example> {
+        let mut p: Vec<u32> =
+            tokenizer.bos_id().filter(|_| tokenizer.add_bos()).into_iter().collect();
+        p.extend(tokenizer.encode(prompt)?);
+        let mut t = tokenizer.encode(target)?;
+        t.push(tokenizer.eos_id());
+        Ok(Example { prompt: p, target: t })
+    }
+
+    /// Tokens of the pair alone (prompt and target).
+    pub fn len(&self) -> usize {
+        self.prompt.len() + self.target.len()
+    }
+
+    /// Whether it has no token at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The pairs of one prompt: each distinct target once, with how many pairs had it.

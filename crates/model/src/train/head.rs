@@ -28,13 +28,15 @@ pub struct Head<'a, T> {
 /// `grads = Some((d_x, d_norm))`, adds the gradient of the mean loss to the rows of `d_x` and
 /// to the final norm's weight `d_norm`.
 ///
-/// Returns `(Σ wᵢ·lossᵢ, Σ wᵢ)`.
+/// Returns `(Σ wᵢ·lossᵢ, Σ wᵢ)`; with `per_entry`, also pushes each entry's
+/// `log p(target)` there.
 pub fn loss<T: Real>(
     head: &Head<'_, T>,
     norm: &[T],
     x: &[T],
     batch: &PackedBatch,
     mut grads: Option<(&mut [T], &mut [T])>,
+    mut per_entry: Option<&mut Vec<f64>>,
 ) -> (f64, f64) {
     let d = head.d;
     let vocab = head.weight.len() / d;
@@ -57,6 +59,9 @@ pub fn loss<T: Real>(
             let target = batch.loss_targets[e] as usize;
             let w = batch.loss_weights[e];
             total += w * (lse - z[target].f64());
+            if let Some(out) = per_entry.as_mut() {
+                out.push(z[target].f64() - lse);
+            }
             if grads.is_some() {
                 // d(mean loss)/dz = w/W · (softmax(z) − onehot(target)).
                 let scale = w / total_weight;

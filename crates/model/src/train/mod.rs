@@ -26,6 +26,7 @@ pub mod mat;
 pub mod network;
 pub mod pointwise;
 pub mod real;
+pub mod run;
 
 pub use adamw::{AdamW, AdamWSettings};
 pub use batch::{Example, PackedBatch, Tree};

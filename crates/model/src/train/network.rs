@@ -253,7 +253,22 @@ impl<T: Real> Network<T> {
             let w = self.dims.split(self.layer_params(&self.params, l));
             x = layer::forward(&self.dims, &w, x, batch, &self.rope, false).0;
         }
-        Ok(head::loss(&self.head(), self.final_norm(), &x, batch, None))
+        Ok(head::loss(&self.head(), self.final_norm(), &x, batch, None, None))
+    }
+
+    /// `log p(target)` of every loss entry of the batch, in order (no gradients).
+    ///
+    /// # Errors
+    /// As [`Self::bottom`].
+    pub fn target_log_probs(&self, batch: &PackedBatch) -> Result<Vec<f64>> {
+        let mut x = self.bottom(batch)?;
+        for l in self.first_trained..self.config.block_count {
+            let w = self.dims.split(self.layer_params(&self.params, l));
+            x = layer::forward(&self.dims, &w, x, batch, &self.rope, false).0;
+        }
+        let mut out = Vec::with_capacity(batch.loss_rows.len());
+        head::loss(&self.head(), self.final_norm(), &x, batch, None, Some(&mut out));
+        Ok(out)
     }
 
     /// The batch's loss as [`Self::loss`], and the gradient of the mean loss added into
@@ -288,8 +303,14 @@ impl<T: Real> Network<T> {
         let d = self.dims.d;
         let (layer_grads, norm_grad) = grads.split_at_mut(grads.len() - d);
         let mut d_x = vec![T::ZERO; x.len()];
-        let loss =
-            head::loss(&self.head(), self.final_norm(), &x, batch, Some((&mut d_x, norm_grad)));
+        let loss = head::loss(
+            &self.head(),
+            self.final_norm(),
+            &x,
+            batch,
+            Some((&mut d_x, norm_grad)),
+            None,
+        );
         drop(x);
         let len = self.dims.layer_len();
         for (i, s) in saved.into_iter().enumerate().rev() {

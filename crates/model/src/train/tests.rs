@@ -212,3 +212,103 @@ fn out_of_vocabulary_tokens_and_overlong_sequences_are_errors() {
     assert!(net.loss(&bad, None).unwrap_err().to_string().contains("context length"));
     assert!(Network::<f32>::from_tensors(config, 4, |_| Ok(None)).is_err());
 }
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_parameters_bit_for_bit() {
+    use std::time::Duration;
+    let config = tiny_config(true);
+    let examples: Vec<Example> =
+        (0..24u32).map(|i| ex(&[1, 3 + i % 5, 7 + i % 3], &[10 + i % 11, 11 + i % 7, 2])).collect();
+    let trees = batch::trees(&examples);
+    let plan = run::Plan {
+        epochs: 2.5,
+        pairs_per_batch: 5.0,
+        adamw: AdamWSettings { lr: 3e-3, ..Default::default() },
+        checkpoint_every: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let dir = std::env::temp_dir().join(format!("seal-train-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let no_progress = |_: &run::Progress| {};
+
+    let mut whole = tiny_network::<f32>(&config, 2, 9, true);
+    let outcome = run::run::<crate::Error>(
+        &mut whole,
+        &trees,
+        &plan,
+        &dir.join("a"),
+        false,
+        no_progress,
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    assert!(outcome.finished && outcome.total_steps > 4);
+
+    // Stop after the first step (a zero time limit), then resume twice.
+    let stopping = run::Plan { time_limit: Some(Duration::ZERO), ..plan.clone() };
+    let mut parts = tiny_network::<f32>(&config, 2, 9, true);
+    let first = run::run::<crate::Error>(
+        &mut parts,
+        &trees,
+        &stopping,
+        &dir.join("b"),
+        false,
+        no_progress,
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    assert_eq!((first.steps, first.finished), (1, false));
+    let mut parts = tiny_network::<f32>(&config, 2, 9, true);
+    let second = run::run::<crate::Error>(
+        &mut parts,
+        &trees,
+        &stopping,
+        &dir.join("b"),
+        true,
+        no_progress,
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(second.steps, 2);
+    let mut parts = tiny_network::<f32>(&config, 2, 9, true);
+    let last = run::run::<crate::Error>(
+        &mut parts,
+        &trees,
+        &plan,
+        &dir.join("b"),
+        true,
+        no_progress,
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    assert!(last.finished);
+    assert_eq!(parts.params(), whole.params(), "resumed parameters differ");
+
+    // Another plan cannot resume this checkpoint.
+    let other = run::Plan { seed: 1, ..plan };
+    let mut net = tiny_network::<f32>(&config, 2, 9, true);
+    let err = run::run::<crate::Error>(
+        &mut net,
+        &trees,
+        &other,
+        &dir.join("b"),
+        true,
+        no_progress,
+        |_, _| Ok(()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("other pairs or settings"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn target_log_probs_agree_with_the_loss() {
+    let config = tiny_config(false);
+    let net = tiny_network::<f64>(&config, 2, 3, true);
+    let batch = PackedBatch::pack(&batch::trees(&examples()));
+    let lp = net.target_log_probs(&batch).unwrap();
+    let (sum, _) = net.loss(&batch, None).unwrap();
+    let weighted: f64 = lp.iter().zip(&batch.loss_weights).map(|(l, w)| -l * w).sum();
+    assert!((sum - weighted).abs() < 1e-12);
+    assert!(lp.iter().all(|&l| l < 0.0));
+}

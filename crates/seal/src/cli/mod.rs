@@ -7,6 +7,8 @@ mod progress;
 mod search;
 mod serve;
 mod train;
+mod train_candle;
+mod train_cpu;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -10,6 +10,7 @@
 //! command-line concerns (`src/cli/train.rs`).
 
 pub mod adapter;
+pub mod cpu;
 pub mod data;
 pub mod net;
 pub mod optim;

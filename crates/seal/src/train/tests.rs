@@ -360,3 +360,73 @@ fn the_cpu_trainer_matches_the_candle_network_in_f64() {
         }
     }
 }
+
+/// The CPU trainer's network equals the inference model on the same GGUF; after a few training
+/// steps, its full-weights adapter merged into the inference model (f32, Q8_0, a merged GGUF)
+/// gives the trained network's log-probabilities.
+#[test]
+fn cpu_trained_weights_merge_into_the_inference_model() {
+    use crate::model::train::{batch, AdamW, AdamWSettings, Network, PackedBatch};
+    let dir = temp_dir("cpu-merge");
+    let gguf = dir.join("tiny.gguf");
+    write_tiny_gguf(&gguf, &random_weights(&tiny_config(), 5, DType::F32).unwrap());
+    let tokens: Vec<u32> = vec![1, 7, 30, 2, 47, 11, 5, 0, 9];
+    let as_batch = |tokens: &[u32]| {
+        PackedBatch::pack(&batch::trees(&[batch::Example {
+            prompt: tokens[..1].to_vec(),
+            target: tokens[1..].to_vec(),
+        }]))
+    };
+    // Log-probs of each next token from the inference model's full distributions.
+    let pick = |rows: Vec<Vec<f32>>| -> Vec<f64> {
+        rows.iter().zip(&tokens[1..]).map(|(row, &t)| row[t as usize] as f64).collect()
+    };
+    let diff =
+        |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+
+    let mut net = Network::<f32>::from_gguf(&gguf, 1).unwrap();
+    let model = LlamaModel::load(&gguf, &Device::Cpu).unwrap();
+    let base = pick(model.prompt_log_probs(&tokens).unwrap());
+    let before = net.target_log_probs(&as_batch(&tokens)).unwrap();
+    assert!(diff(&before, &base) < 1e-4, "the trainer's forward pass is the model's");
+
+    let pairs: Vec<batch::Example> = examples(6, 3)
+        .into_iter()
+        .map(|e| batch::Example { prompt: e.prompt, target: e.target })
+        .collect();
+    let train = PackedBatch::pack(&batch::trees(&pairs));
+    let mut opt = AdamW::new(net.params().len(), AdamWSettings { lr: 1e-2, ..Default::default() });
+    for _ in 0..5 {
+        let mut g = vec![0f32; net.params().len()];
+        net.loss_and_grad(&train, None, &mut g).unwrap();
+        opt.update(net.params_mut(), &g);
+    }
+    let trained = net.target_log_probs(&as_batch(&tokens)).unwrap();
+    let moved = diff(&trained, &base);
+    assert!(moved > 1e-2, "training should change the model ({moved})");
+
+    let adapter_dir = dir.join("adapter");
+    let fingerprint = crate::model::hub::fingerprint(&gguf).unwrap();
+    super::cpu::save_full_adapter(
+        &adapter_dir,
+        net.trained_tensors(),
+        BaseModel { name: "tiny".into(), fingerprint },
+        serde_json::json!({}),
+    )
+    .unwrap();
+    let (merged, manifest) =
+        adapter::load_model_with_adapter(&gguf, &adapter_dir, MergeFormat::F32).unwrap();
+    assert_eq!(
+        (manifest.kind.as_str(), manifest.prompt_style().unwrap()),
+        ("full", PromptStyle::Plain)
+    );
+    assert!(diff(&pick(merged.prompt_log_probs(&tokens).unwrap()), &trained) < 1e-4);
+    let (q8, _) = adapter::load_model_with_adapter(&gguf, &adapter_dir, MergeFormat::Q8_0).unwrap();
+    let q8_diff = diff(&pick(q8.prompt_log_probs(&tokens).unwrap()), &trained);
+    assert!(q8_diff < 0.05 * moved, "Q8_0 merge is {q8_diff} off; training moved {moved}");
+    let out = dir.join("merged.gguf");
+    adapter::write_merged_gguf(&gguf, &adapter_dir, &out, MergeFormat::F32).unwrap();
+    let from_file = LlamaModel::load(&out, &Device::Cpu).unwrap();
+    assert!(diff(&pick(from_file.prompt_log_probs(&tokens).unwrap()), &trained) < 1e-4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,218 @@
+//! `seal train` on the CPU trainer ([`seal_model::train`]): pairs in, a full-weights adapter
+//! out. The top `layers` layers (and the final norm) are fine-tuned; pairs that share a prompt
+//! train as one tree; the adapter directory is rewritten at every checkpoint (temp file, then
+//! rename), so it always holds the latest trained weights, and `--resume` continues the run
+//! exactly.
+//!
+//! Useful for: [`run`], the library form of `seal train` (the CLI only parses arguments and
+//! draws progress). Not for: making pairs ([`super::data`]), LoRA (the candle trainer,
+//! [`super::trainer`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use candle_core::{Device, Tensor};
+
+use crate::model::tokenizer::Tokenizer;
+use crate::model::train::network::NamedTensor;
+use crate::model::train::run::{self as runner, Outcome, Progress};
+use crate::model::train::{batch, AdamWSettings, Example, Network};
+use crate::train::adapter::{AdapterManifest, BaseModel};
+use crate::train::data::{TrainingPair, TRAINING_PROMPT_STYLE};
+use crate::{Error, ErrorKind, Result};
+
+/// Everything a CPU training run needs.
+#[derive(Debug, Clone)]
+pub struct CpuPlan {
+    /// The base model (GGUF).
+    pub gguf: PathBuf,
+    /// Its name as the user gave it (recorded in the adapter).
+    pub model_name: String,
+    /// Output directory: the adapter, and `checkpoint/`.
+    pub out: PathBuf,
+    /// Trained top layers (the model's depth: all of them).
+    pub layers: Option<usize>,
+    /// The optimizer, schedule, batching and checkpoint settings.
+    pub run: runner::Plan,
+    /// Pairs longer than this many tokens are dropped.
+    pub max_len: usize,
+    /// Continue from `out/checkpoint`.
+    pub resume: bool,
+}
+
+/// What [`run`] reports before training starts.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Pairs used.
+    pub pairs: usize,
+    /// Pairs dropped as too long.
+    pub dropped: usize,
+    /// Distinct prompts (trees).
+    pub trees: usize,
+    /// Rows computed per epoch (shared prompts once).
+    pub rows_per_epoch: usize,
+    /// Tokens of the pairs per epoch, each pair alone.
+    pub pair_tokens_per_epoch: usize,
+    /// Trained parameters.
+    pub trained_parameters: usize,
+    /// Trained layers of all.
+    pub layers: (usize, usize),
+    /// Update steps planned.
+    pub total_steps: usize,
+}
+
+/// Writes the trained tensors of `net` as a full-weights adapter (atomically: temp file, then
+/// rename; the manifest last).
+///
+/// # Errors
+/// The directory cannot be written.
+pub fn save_full_adapter(
+    dir: &Path,
+    tensors: Vec<NamedTensor>,
+    base: BaseModel,
+    training: serde_json::Value,
+) -> Result<()> {
+    let io = |path: &Path, e: std::io::Error| {
+        Error::new(ErrorKind::Io, format!("cannot write {}", path.display())).with_source(e)
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let map = tensors
+        .into_iter()
+        .map(|(name, shape, values)| {
+            Tensor::from_vec(values, shape, &Device::Cpu).map(|t| (name, t))
+        })
+        .collect::<candle_core::Result<HashMap<String, Tensor>>>()
+        .map_err(|e| Error::new(ErrorKind::Model, "cannot convert the weights").with_source(e))?;
+    let path = dir.join("adapter.safetensors");
+    let tmp = dir.join("adapter.safetensors.tmp");
+    candle_core::safetensors::save(&map, &tmp).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("cannot write {}", tmp.display())).with_source(e)
+    })?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    let manifest = AdapterManifest {
+        format: "seal-adapter".into(),
+        version: 1,
+        kind: "full".into(),
+        base_model: base,
+        prompt_style: TRAINING_PROMPT_STYLE.name().into(),
+        rank: 0,
+        alpha: 0.0,
+        training,
+    };
+    let path = dir.join("manifest.json");
+    let tmp = dir.join("manifest.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&manifest).expect("serializable") + "\n")
+        .map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+}
+
+/// Tokenizes pairs as search tokenizes prompts; drops those longer than `max_len` tokens.
+///
+/// # Errors
+/// A tokenizer failure.
+pub fn tokenize(
+    tokenizer: &Tokenizer,
+    pairs: &[TrainingPair],
+    max_len: usize,
+) -> Result<(Vec<Example>, usize)> {
+    let mut out = Vec::with_capacity(pairs.len());
+    let mut dropped = 0;
+    for p in pairs {
+        let e = Example::tokenize(tokenizer, &p.prompt, &p.target)?;
+        if e.len() > max_len {
+            dropped += 1;
+        } else {
+            out.push(e);
+        }
+    }
+    Ok((out, dropped))
+}
+
+/// Trains on `pairs` as `plan` says and writes the adapter into `plan.out` at every
+/// checkpoint. `on_prepared` sees the plan's numbers before the first step, `on_progress`
+/// every step, and `on_checkpoint` the adapter directory and step after each checkpoint (to
+/// evaluate retrieval, say).
+///
+/// # Errors
+/// No pairs, an unreadable model, a checkpoint of another run, an unwritable output.
+pub fn run(
+    plan: &CpuPlan,
+    pairs: &[TrainingPair],
+    on_prepared: impl FnOnce(&Prepared),
+    on_progress: impl FnMut(&Progress),
+    mut on_checkpoint: impl FnMut(&Path, usize) -> Result<()>,
+) -> Result<Outcome> {
+    let tokenizer = Tokenizer::from_gguf(&plan.gguf)?;
+    let (examples, dropped) = tokenize(&tokenizer, pairs, plan.max_len)?;
+    if examples.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "no training pair left (all empty or longer than --max-len)",
+        ));
+    }
+    let trees = batch::trees(&examples);
+    let depth = {
+        let content = crate::model::tokenizer::read_gguf_metadata(&plan.gguf)?;
+        crate::model::llama::read_config(&content, &plan.gguf)?.block_count
+    };
+    let layers = plan.layers.unwrap_or(depth);
+    let mut net = Network::<f32>::from_gguf(&plan.gguf, layers)?;
+    let steps = runner::schedule(&trees, &plan.run);
+    on_prepared(&Prepared {
+        pairs: examples.len(),
+        dropped,
+        trees: trees.len(),
+        rows_per_epoch: trees.iter().map(|t| t.rows()).sum(),
+        pair_tokens_per_epoch: examples.iter().map(Example::len).sum(),
+        trained_parameters: net.params().len(),
+        layers: (layers, depth),
+        total_steps: steps.len(),
+    });
+    let base = BaseModel {
+        name: plan.model_name.clone(),
+        fingerprint: crate::model::hub::fingerprint(&plan.gguf)?,
+    };
+    let checkpoint_dir = plan.out.join("checkpoint");
+    if plan.resume && !runner::has_checkpoint(&checkpoint_dir) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("--resume: no checkpoint in {}", checkpoint_dir.display()),
+        ));
+    }
+    let facts = |step: usize| {
+        serde_json::json!({
+            "trainer": "seal-model cpu",
+            "pairs": examples.len(),
+            "trees": trees.len(),
+            "trained_layers": layers,
+            "epochs": plan.run.epochs,
+            "pairs_per_batch": plan.run.pairs_per_batch,
+            "lr": plan.run.adamw.lr,
+            "seed": plan.run.seed,
+            "step": step,
+            "total_steps": steps.len(),
+        })
+    };
+    let out = plan.out.clone();
+    runner::run(
+        &mut net,
+        &trees,
+        &plan.run,
+        &checkpoint_dir,
+        plan.resume,
+        on_progress,
+        |net, step| {
+            save_full_adapter(&out, net.trained_tensors(), base.clone(), facts(step))?;
+            on_checkpoint(&out, step)
+        },
+    )
+}
+
+/// The default checkpoint interval.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(300);
+
+/// AdamW defaults of the recipe: lr 1e-4, no weight decay, clip at norm 1.
+pub fn recipe_adamw(lr: f64) -> AdamWSettings {
+    AdamWSettings { lr, ..AdamWSettings::default() }
+}
