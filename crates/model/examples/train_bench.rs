@@ -108,9 +108,17 @@ fn main() {
                 }
                 b.iter().flat_map(|t| cache[t].iter().copied()).collect::<Vec<f32>>()
             });
-            let mut g = vec![0f32; net.params().len()];
-            let (sum, w) = net.loss_and_grad(&packed, bottom, &mut g).unwrap();
-            opt.update(net.params_mut(), &g);
+            // As `seal train` runs a step: on a pool thread, the main thread asleep.
+            let mut result = None;
+            rayon::scope(|scope| {
+                scope.spawn(|_| {
+                    let mut g = vec![0f32; net.params().len()];
+                    let loss = net.loss_and_grad(&packed, bottom, &mut g).unwrap();
+                    opt.update(net.params_mut(), &g);
+                    result = Some(loss);
+                })
+            });
+            let (sum, w) = result.unwrap();
             loss = sum / w;
             rows += packed.rows();
             pair_tokens += chosen

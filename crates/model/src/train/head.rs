@@ -6,6 +6,8 @@
 //! the pairs the batch stands for. Loss rows are processed in chunks so the logits of a whole
 //! batch (`rows × vocabulary`) never exist at once.
 
+use rayon::prelude::*;
+
 use super::batch::PackedBatch;
 use super::mat::{matmul, View};
 use super::pointwise::{rms_norm, rms_norm_backward};
@@ -51,24 +53,44 @@ pub fn loss<T: Real>(
         }
         let (h, inv) = rms_norm(&rows, norm, head.eps);
         let mut logits = matmul(View::rows(&h, n, d), View::rows(head.weight, vocab, d).t(), true);
-        for (i, &e) in chunk.iter().enumerate() {
-            let z = &mut logits[i * vocab..(i + 1) * vocab];
-            let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v.f64()));
-            let sum: f64 = z.iter().map(|&v| (v.f64() - max).exp()).sum();
-            let lse = max + sum.ln();
-            let target = batch.loss_targets[e] as usize;
-            let w = batch.loss_weights[e];
-            total += w * (lse - z[target].f64());
-            if let Some(out) = per_entry.as_mut() {
-                out.push(z[target].f64() - lse);
-            }
-            if grads.is_some() {
-                // d(mean loss)/dz = w/W · (softmax(z) − onehot(target)).
-                let scale = w / total_weight;
-                for v in z.iter_mut() {
-                    *v = T::of((v.f64() - lse).exp() * scale);
+        // Rows in parallel: each row's log-sum-exp (exp in T, sums in f64) and, with gradients,
+        // its softmax scaled by w/W minus the one-hot, in place. Losses are summed in row
+        // order afterwards, so the result does not depend on the thread count.
+        let want_grads = grads.is_some();
+        let row_losses: Vec<(f64, f64)> = logits
+            .par_chunks_mut(vocab)
+            .zip(chunk.par_iter())
+            .map(|(z, &e)| {
+                let target = batch.loss_targets[e] as usize;
+                let w = batch.loss_weights[e];
+                let max =
+                    z.iter().fold(T::of(f64::NEG_INFINITY), |m, &v| if v > m { v } else { m });
+                let logit = z[target].f64();
+                let mut sum = 0.0;
+                if want_grads {
+                    for v in z.iter_mut() {
+                        *v = (*v - max).exp();
+                        sum += v.f64();
+                    }
+                } else {
+                    sum = z.iter().map(|&v| (v - max).exp().f64()).sum();
                 }
-                z[target] -= T::of(scale);
+                let lse = max.f64() + sum.ln();
+                if want_grads {
+                    // d(mean loss)/dz = w/W · (softmax(z) − onehot(target)).
+                    let scale = T::of(w / total_weight / sum);
+                    for v in z.iter_mut() {
+                        *v *= scale;
+                    }
+                    z[target] -= T::of(w / total_weight);
+                }
+                (w * (lse - logit), logit - lse)
+            })
+            .collect();
+        for (loss, log_p) in row_losses {
+            total += loss;
+            if let Some(out) = per_entry.as_mut() {
+                out.push(log_p);
             }
         }
         if let Some((d_x, d_norm)) = grads.as_mut() {

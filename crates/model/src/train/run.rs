@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::adamw::{AdamW, AdamWSettings};
@@ -246,8 +247,10 @@ pub struct Outcome {
     pub finished: bool,
     /// Smoothed loss at the end.
     pub smoothed_loss: f64,
-    /// Seconds this session trained.
+    /// Seconds this session ran (wall, callbacks included).
     pub seconds: f64,
+    /// Of those, seconds spent training (callbacks excluded).
+    pub training_seconds: f64,
 }
 
 /// Runs (or, with `resume`, continues) `plan` on `trees`, checkpointing into `dir`.
@@ -288,6 +291,8 @@ pub fn run<E: From<Error>>(
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
     let (mut pair_tokens, mut rows) = (0.0, 0usize);
+    let mut callback_seconds = 0.0;
+    let mut grads = vec![0f32; net.params().len()];
     let mut step = start_step;
     while step < total_steps {
         let chosen: Vec<&Tree> = steps[step].iter().map(|&t| &trees[t]).collect();
@@ -308,9 +313,19 @@ pub fn run<E: From<Error>>(
             }
             Some(x)
         };
-        let mut grads = vec![0f32; net.params().len()];
-        let (sum, weight) = net.loss_and_grad(&batch, bottom, &mut grads)?;
-        let update = opt.update(net.params_mut(), &grads);
+        // The step runs on a pool thread while this one sleeps: its serial parts then do not
+        // compete with the pool's threads for the cores.
+        let mut result = None;
+        rayon::scope(|scope| {
+            scope.spawn(|_| {
+                grads.par_chunks_mut(1 << 16).for_each(|g| g.fill(0.0));
+                result = Some(net.loss_and_grad(&batch, bottom, &mut grads).map(|loss| {
+                    let update = opt.update(net.params_mut(), &grads);
+                    (loss, update)
+                }));
+            })
+        });
+        let ((sum, weight), update) = result.expect("the step ran")?;
         let loss = sum / weight.max(1e-12);
         smoothed = if smoothed.is_nan() { loss } else { 0.95 * smoothed + 0.05 * loss };
         step += 1;
@@ -324,7 +339,7 @@ pub fn run<E: From<Error>>(
                     .sum::<f64>()
             })
             .sum::<f64>();
-        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        let elapsed = (started.elapsed().as_secs_f64() - callback_seconds).max(1e-9);
         let done_here = step - start_step;
         on_progress(&Progress {
             step,
@@ -348,8 +363,11 @@ pub fn run<E: From<Error>>(
                 smoothed_loss: smoothed,
             };
             save_checkpoint(dir, net, &opt, &info)?;
-            last_checkpoint = Instant::now();
+            let callback = Instant::now();
             on_checkpoint(net, step)?;
+            // The interval and the speed count training time only, not the callback's.
+            callback_seconds += callback.elapsed().as_secs_f64();
+            last_checkpoint = Instant::now();
         }
         if out_of_time {
             break;
@@ -361,5 +379,6 @@ pub fn run<E: From<Error>>(
         finished: step == total_steps,
         smoothed_loss: smoothed,
         seconds: started.elapsed().as_secs_f64(),
+        training_seconds: started.elapsed().as_secs_f64() - callback_seconds,
     })
 }

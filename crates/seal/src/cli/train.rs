@@ -117,8 +117,9 @@ pub(super) struct RunArgs {
     /// prompts' pairs and closes once it reaches this many.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Time limit in minutes. Full: stop after a checkpoint once it is reached (continue later
-    /// with --resume). LoRA: times two probe steps and plans as many steps as fit.
+    /// Time limit in minutes. Full: two probe steps measure the speed and the epochs shrink (never
+    /// grow) so the whole schedule, its learning-rate decay included, ends in time; it stops at
+    /// the limit in any case (continue with --resume). LoRA: plans as many steps as fit.
     #[arg(long, value_name = "MINUTES")]
     pub budget_minutes: Option<f64>,
     /// Write a checkpoint (and the adapter) at least this often (full).

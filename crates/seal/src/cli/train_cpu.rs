@@ -108,10 +108,11 @@ pub fn train_cpu(args: RunArgs) -> anyhow::Result<()> {
             warmup_fraction: 0.05,
             seed: args.seed,
             checkpoint_every: Duration::from_secs_f64(args.checkpoint_minutes * 60.0),
-            time_limit: args.budget_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+            time_limit: None,
         },
         max_len: args.max_len,
         resume: args.resume,
+        budget: args.budget_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
     };
     if args.warmup.is_some() {
         bail!(
@@ -135,7 +136,7 @@ pub fn train_cpu(args: RunArgs) -> anyhow::Result<()> {
             total_steps.set(p.total_steps);
             say(format!(
                 "seal: {} pairs ({} too long, dropped) under {} distinct prompts: {} rows an epoch instead of {} tokens \
-                 of pairs; training {} of {} layers ({:.1} M parameters), {} steps of ~{} pairs",
+                 of pairs; training {} of {} layers ({:.1} M parameters), {} steps of ~{} pairs ({} epochs{})",
                 p.pairs,
                 p.dropped,
                 p.trees,
@@ -145,7 +146,11 @@ pub fn train_cpu(args: RunArgs) -> anyhow::Result<()> {
                 p.layers.1,
                 p.trained_parameters as f64 / 1e6,
                 p.total_steps,
-                plan.run.pairs_per_batch
+                plan.run.pairs_per_batch,
+                p.epochs,
+                p.probe_rows_per_second.map_or(String::new(), |r| format!(
+                    ", fitted to --budget-minutes at the probed {r:.0} rows/s"
+                ))
             ));
             bar.set_length(p.total_steps as u64);
         },
@@ -183,10 +188,11 @@ pub fn train_cpu(args: RunArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let p = last.into_inner().context("no training step ran")?;
     eprintln!(
-        "seal: {}/{} steps in {} this session ({:.0} pair tokens/s, {:.0} rows/s), loss {:.4}; adapter in {}{}",
+        "seal: {}/{} steps in {} this session ({} of it training: {:.0} pair tokens/s, {:.0} rows/s), loss {:.4}; adapter in {}{}",
         outcome.steps,
         outcome.total_steps,
         format_secs(outcome.seconds),
+        format_secs(outcome.training_seconds),
         p.pair_tokens_per_second,
         p.rows_per_second,
         outcome.smoothed_loss,

@@ -39,6 +39,10 @@ pub struct CpuPlan {
     pub max_len: usize,
     /// Continue from `out/checkpoint`.
     pub resume: bool,
+    /// Fit the run into this much time: two probe steps measure the speed, and the epochs
+    /// shrink (never grow) so the whole schedule, its learning-rate decay included, ends in
+    /// time; `run.time_limit` stays as a safety net.
+    pub budget: Option<Duration>,
 }
 
 /// What [`run`] reports before training starts.
@@ -60,6 +64,10 @@ pub struct Prepared {
     pub layers: (usize, usize),
     /// Update steps planned.
     pub total_steps: usize,
+    /// Passes over the pairs planned (fewer than asked when the budget is short).
+    pub epochs: f64,
+    /// Rows per second the probe measured (with --budget-minutes).
+    pub probe_rows_per_second: Option<f64>,
 }
 
 /// Writes the trained tensors of `net` as a full-weights adapter (atomically: temp file, then
@@ -158,7 +166,24 @@ pub fn run(
     };
     let layers = plan.layers.unwrap_or(depth);
     let mut net = Network::<f32>::from_gguf(&plan.gguf, layers)?;
-    let steps = runner::schedule(&trees, &plan.run);
+    let mut run_plan = plan.run.clone();
+    let mut probe = None;
+    if let (Some(budget), false) = (plan.budget, plan.resume) {
+        let rows_per_second = probe_rows_per_second(&net, &trees, &run_plan)?;
+        let rows_per_epoch: usize = trees.iter().map(|t| t.rows()).sum();
+        // The frozen bottom runs once per row, forward only: about a third of a trained
+        // layer's cost per layer.
+        let bottom_share =
+            net.first_trained() as f64 / (3.0 * (depth - net.first_trained()) as f64);
+        let epoch_seconds = rows_per_epoch as f64 / rows_per_second;
+        let fits = (0.92 * budget.as_secs_f64() / epoch_seconds - bottom_share).max(0.05);
+        if fits < run_plan.epochs {
+            run_plan.epochs = (fits * 100.0).floor() / 100.0;
+        }
+        run_plan.time_limit = Some(run_plan.time_limit.map_or(budget, |t| t.min(budget)));
+        probe = Some(rows_per_second);
+    }
+    let steps = runner::schedule(&trees, &run_plan);
     on_prepared(&Prepared {
         pairs: examples.len(),
         dropped,
@@ -168,6 +193,8 @@ pub fn run(
         trained_parameters: net.params().len(),
         layers: (layers, depth),
         total_steps: steps.len(),
+        epochs: run_plan.epochs,
+        probe_rows_per_second: probe,
     });
     let base = BaseModel {
         name: plan.model_name.clone(),
@@ -186,7 +213,7 @@ pub fn run(
             "pairs": examples.len(),
             "trees": trees.len(),
             "trained_layers": layers,
-            "epochs": plan.run.epochs,
+            "epochs": run_plan.epochs,
             "pairs_per_batch": plan.run.pairs_per_batch,
             "lr": plan.run.adamw.lr,
             "seed": plan.run.seed,
@@ -207,6 +234,32 @@ pub fn run(
             on_checkpoint(&out, step)
         },
     )
+}
+
+/// Rows per second of forward + backward + update on two batches of the plan's first epoch
+/// (the second one timed), without changing `net`.
+fn probe_rows_per_second(
+    net: &Network<f32>,
+    trees: &[batch::Tree],
+    plan: &runner::Plan,
+) -> Result<f64> {
+    let steps = runner::schedule(trees, plan);
+    let mut timed = 0.0;
+    for (i, step) in steps.iter().take(2).enumerate() {
+        let chosen: Vec<&batch::Tree> = step.iter().map(|&t| &trees[t]).collect();
+        let packed = batch::PackedBatch::pack(chosen.iter().copied());
+        let start = std::time::Instant::now();
+        let mut grads = vec![0f32; net.params().len()];
+        net.loss_and_grad(&packed, None, &mut grads)?;
+        // The update touches every parameter about as much as the gradient did once more.
+        let mut scratch = net.params().to_vec();
+        crate::model::train::AdamW::new(scratch.len(), AdamWSettings::default())
+            .update(&mut scratch, &grads);
+        if i == 1 || steps.len() == 1 {
+            timed = packed.rows() as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        }
+    }
+    Ok(timed.max(1e-9))
 }
 
 /// The default checkpoint interval.
