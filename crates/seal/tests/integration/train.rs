@@ -1,7 +1,7 @@
 //! The training network on the real SmolLM2 GGUF gives the inference model's log-probabilities:
 //! what is trained is what is searched with.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, D};
 use seal::model::llama::LlamaModel;
