@@ -368,41 +368,13 @@ impl Network for GemmaModel {
 
     /// Full-vocabulary logits of `n` normalized hidden rows into `out` (`n × vocab`).
     fn head_full(&self, hidden: &[f32], n: usize, out: &mut [f32]) {
-        let head = &self.token_embd;
-        let kb = head.blocks_per_row();
-        let mut xq = Vec::new();
-        if head.wants_quantized_input() {
-            xq = vec![ActBlock::default(); n * kb];
-            for i in 0..n {
-                kernels::quantize_row(
-                    &hidden[i * head.cols..(i + 1) * head.cols],
-                    &mut xq[i * kb..(i + 1) * kb],
-                );
-            }
-        }
-        head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
-        self.soft_cap(&mut out[..n * head.rows]);
+        layers::head_full(&self.token_embd, hidden, n, out);
+        self.soft_cap(&mut out[..n * self.token_embd.rows]);
     }
 
     /// Logits of the given ids per row (same kernel and arithmetic as [`Self::head_full`]).
     fn head_ids(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<Vec<f32>> {
-        let head = &self.token_embd;
-        let kb = head.blocks_per_row();
-        let d = head.cols;
-        let mut xq = vec![ActBlock::default(); kb];
-        ids.iter()
-            .enumerate()
-            .map(|(i, ids)| {
-                let x = &hidden[i * d..(i + 1) * d];
-                if head.wants_quantized_input() {
-                    kernels::quantize_row(x, &mut xq);
-                }
-                let mut out = vec![0f32; ids.len()];
-                head.matmul_ids(&xq, x, 0, ids, &mut out);
-                self.soft_cap(&mut out);
-                out
-            })
-            .collect()
+        layers::head_ids(&self.token_embd, hidden, ids, |logits| self.soft_cap(logits))
     }
 
     /// The forward pass of `tokens` (one row each, at `positions`), appending their keys/values to

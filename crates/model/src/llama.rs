@@ -33,7 +33,7 @@ use candle_core::Device;
 
 use super::beams::{self, Attend, Network};
 use crate::error::{candle_err, model_err};
-use crate::kernels::{self, ActBlock, Matrix, BLOCK};
+use crate::kernels::{ActBlock, Matrix, BLOCK};
 use crate::layers::{self, apply_rope, project, rms_norm, OutPtr, RopeTable};
 use crate::{Error, ErrorKind, Result};
 
@@ -380,38 +380,12 @@ impl Network for LlamaModel {
 
     /// Full-vocabulary logits of `n` normalized hidden rows into `out` (`n × vocab`).
     fn head_full(&self, hidden: &[f32], n: usize, out: &mut [f32]) {
-        let head = self.head();
-        let kb = head.blocks_per_row();
-        let mut xq = vec![ActBlock::default(); n * kb];
-        if head.wants_quantized_input() {
-            for i in 0..n {
-                kernels::quantize_row(
-                    &hidden[i * head.cols..(i + 1) * head.cols],
-                    &mut xq[i * kb..(i + 1) * kb],
-                );
-            }
-        }
-        head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
+        layers::head_full(self.head(), hidden, n, out);
     }
 
     /// Logits of the given ids per row (same kernel and arithmetic as [`Self::head_full`]).
     fn head_ids(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<Vec<f32>> {
-        let head = self.head();
-        let kb = head.blocks_per_row();
-        let d = head.cols;
-        let mut xq = vec![ActBlock::default(); kb];
-        ids.iter()
-            .enumerate()
-            .map(|(i, ids)| {
-                let x = &hidden[i * d..(i + 1) * d];
-                if head.wants_quantized_input() {
-                    kernels::quantize_row(x, &mut xq);
-                }
-                let mut out = vec![0f32; ids.len()];
-                head.matmul_ids(&xq, x, 0, ids, &mut out);
-                out
-            })
-            .collect()
+        layers::head_ids(self.head(), hidden, ids, |_| {})
     }
 
     /// The forward pass of `tokens` (one row each, at `positions`), appending their keys/values to

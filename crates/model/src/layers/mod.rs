@@ -50,6 +50,50 @@ pub(crate) fn project(parts: &[Matrix], x: &[f32], n: usize, xq: &mut [ActBlock]
     }
 }
 
+/// Full-vocabulary logits of `n` normalized hidden rows through the output head `head` into
+/// `out` (`n × head.rows`).
+pub(crate) fn head_full(head: &Matrix, hidden: &[f32], n: usize, out: &mut [f32]) {
+    let kb = head.blocks_per_row();
+    let mut xq = Vec::new();
+    if head.wants_quantized_input() {
+        xq = vec![ActBlock::default(); n * kb];
+        for i in 0..n {
+            kernels::quantize_row(
+                &hidden[i * head.cols..(i + 1) * head.cols],
+                &mut xq[i * kb..(i + 1) * kb],
+            );
+        }
+    }
+    head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
+}
+
+/// Logits of the given ids per hidden row through `head`, each row's passed through `finish`
+/// (a family's logit cap): the same kernel and arithmetic as [`head_full`], so the subset head
+/// and the full head agree.
+pub(crate) fn head_ids(
+    head: &Matrix,
+    hidden: &[f32],
+    ids: &[&[u32]],
+    finish: impl Fn(&mut [f32]),
+) -> Vec<Vec<f32>> {
+    let kb = head.blocks_per_row();
+    let d = head.cols;
+    let mut xq = vec![ActBlock::default(); kb];
+    ids.iter()
+        .enumerate()
+        .map(|(i, ids)| {
+            let x = &hidden[i * d..(i + 1) * d];
+            if head.wants_quantized_input() {
+                kernels::quantize_row(x, &mut xq);
+            }
+            let mut out = vec![0f32; ids.len()];
+            head.matmul_ids(&xq, x, 0, ids, &mut out);
+            finish(&mut out);
+            out
+        })
+        .collect()
+}
+
 /// RMS normalization of each row of `x` (rows of `weight.len()`), times `weight`. The sum of
 /// squares runs in 16 independent partial sums (vectorized: a strict left-to-right f32 sum was
 /// half of the decoding step's serial arithmetic), then adds those in a fixed order.
