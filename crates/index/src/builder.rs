@@ -387,7 +387,7 @@ impl FmIndexBuilder {
         let construction = libsais::SuffixArrayConstruction::for_text_mut(text)
             .in_borrowed_buffer(&mut buf)
             .multi_threaded(libsais::ThreadCount::openmp_default());
-        // SAFETY (of the library's contract, not of memory): every value of `text` is a dense
+        // SAFETY: (the library's contract, not memory's) every value of `text` is a dense
         // symbol in `1..sigma`, so `[0, sigma)` holds them all and none is negative.
         let construction = unsafe {
             construction.with_alphabet_size(libsais::suffix_array::AlphabetSize::new(sigma as i32))

@@ -119,6 +119,10 @@
 //!   IEEE TC 2011; Grebnov, `libsais`.
 //! - Bevilacqua et al. *Autoregressive Search Engines*. NeurIPS 2022 (SEAL).
 
+// Every unsafe block says why it is sound; an unsafe fn's body is no blanket unsafe context.
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
 mod bits;
 mod builder;
 mod error;

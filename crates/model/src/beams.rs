@@ -12,7 +12,7 @@
 //!
 //! Not for: the arithmetic of a layer (the families), decoding policy (`seal::decode`).
 
-use super::llama::{log_softmax_in_place, logsumexp};
+use crate::layers::{log_softmax_in_place, logsumexp};
 use crate::{Error, ErrorKind, Result};
 
 /// The key/value cache of one prompt and every beam grown from it.

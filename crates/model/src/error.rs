@@ -81,3 +81,13 @@ impl From<std::io::Error> for Error {
         Error::new(ErrorKind::Io, "I/O error").with_source(e)
     }
 }
+
+/// A [`ErrorKind::Model`] error: the model file is not what a family expects.
+pub(crate) fn model_err(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Model, msg)
+}
+
+/// Wraps a candle error as a [`ErrorKind::Model`] error with `context` (for `map_err`).
+pub(crate) fn candle_err(context: String) -> impl FnOnce(candle_core::Error) -> Error {
+    move |e| Error::new(ErrorKind::Model, context).with_source(e)
+}

@@ -5,7 +5,7 @@
 //! [`DecodeState`] (one append-only key/value pool per layer, a beam is a path of entry indices,
 //! so forking and reordering copy indices), rows only interact through the entries they attend to
 //! (so a beam's numbers do not depend on its batch), and the matrix products are the kernels of
-//! [`super::ops`] (exact: blocks decoded in registers, f32 products).
+//! [`crate::kernels`] (exact: blocks decoded in registers, f32 products).
 //!
 //! What is Gemma 3's own (checked against llama.cpp's `gemma3` graph and a float64 reference):
 //! - the token embedding is scaled by √d; the output head is the embedding (tied);
@@ -33,23 +33,33 @@ use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::Device;
 
 use super::beams::{self, Attend, DecodeState, Network, StepOutput};
-use super::llama::{apply_rope, project, rms_norm, OutPtr, Precision};
-use super::ops::{self, ActBlock, Matrix, BLOCK};
 use super::requant;
+use crate::error::{candle_err, model_err};
+use crate::kernels::{self, ActBlock, Matrix, BLOCK};
+use crate::layers::{self, apply_rope, project, rms_norm, OutPtr, Precision, RopeTable};
 use crate::{Error, ErrorKind, Result};
 
 /// Hyper-parameters read from the GGUF metadata (`gemma3.*` keys).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GemmaConfig {
+    /// Transformer layers (`block_count`).
     pub block_count: usize,
+    /// Model width `d` (`embedding_length`).
     pub embedding_length: usize,
+    /// Hidden width of the feed-forward (`feed_forward_length`).
     pub feed_forward_length: usize,
+    /// Query heads (`attention.head_count`).
     pub head_count: usize,
+    /// Key/value heads (`attention.head_count_kv`; fewer than query heads with grouped-query
+    /// attention).
     pub head_count_kv: usize,
     /// `attention.key_length` (= `value_length`); 256 for Gemma-3-270M, not `d / heads`.
     pub head_dim: usize,
+    /// RMSNorm epsilon (`attention.layer_norm_rms_epsilon`).
     pub rms_norm_eps: f32,
+    /// Longest context the model was trained for (`context_length`).
     pub context_length: usize,
+    /// Vocabulary size (the length of `tokenizer.ggml.tokens`).
     pub vocab_size: usize,
     /// RoPE base of the global layers (`rope.freq_base`).
     pub rope_freq_base: f32,
@@ -84,13 +94,6 @@ struct Layer {
     sliding: bool,
 }
 
-#[derive(Default)]
-struct RopeTable {
-    positions: usize,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
-}
-
 /// A Gemma 3 decoder with its weights in memory.
 pub struct GemmaModel {
     config: GemmaConfig,
@@ -100,14 +103,6 @@ pub struct GemmaModel {
     layers: Vec<Layer>,
     /// cos/sin per (position, frequency) for the local (`[0]`) and global (`[1]`) layers.
     rope: std::sync::RwLock<[RopeTable; 2]>,
-}
-
-fn model_err(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Model, msg)
-}
-
-fn candle_err(context: String) -> impl FnOnce(candle_core::Error) -> Error {
-    move |e| Error::new(ErrorKind::Model, context).with_source(e)
 }
 
 impl GemmaModel {
@@ -265,22 +260,10 @@ impl GemmaModel {
             return;
         }
         let c = &self.config;
-        let n = positions.next_power_of_two().max(256).min(c.context_length.max(positions));
-        let half = c.head_dim / 2;
+        let n = RopeTable::size_for(positions, c.context_length);
         let kinds = [(c.rope_freq_base_local, 1.0f32), (c.rope_freq_base, c.rope_freq_scale)];
         for (table, (base, scale)) in tables.iter_mut().zip(kinds) {
-            let mut cos = Vec::with_capacity(n * half);
-            let mut sin = Vec::with_capacity(n * half);
-            for p in 0..n {
-                for i in 0..half {
-                    let theta = p as f64
-                        * scale as f64
-                        * (base as f64).powf(-2.0 * i as f64 / c.head_dim as f64);
-                    cos.push(theta.cos() as f32);
-                    sin.push(theta.sin() as f32);
-                }
-            }
-            *table = RopeTable { positions: n, cos, sin };
+            *table = RopeTable::new(n, c.head_dim, base, scale);
         }
     }
 
@@ -332,7 +315,7 @@ impl GemmaModel {
                 for i in first..len {
                     let e = entry(i);
                     let kv = &keys[e * kv_dim + g * hd..e * kv_dim + (g + 1) * hd];
-                    let s = ops::dot_f32(qh, kv) * scale;
+                    let s = kernels::dot_f32(qh, kv) * scale;
                     max = max.max(s);
                     scores.push(s);
                 }
@@ -385,41 +368,13 @@ impl Network for GemmaModel {
 
     /// Full-vocabulary logits of `n` normalized hidden rows into `out` (`n × vocab`).
     fn head_full(&self, hidden: &[f32], n: usize, out: &mut [f32]) {
-        let head = &self.token_embd;
-        let kb = head.blocks_per_row();
-        let mut xq = Vec::new();
-        if head.wants_quantized_input() {
-            xq = vec![ActBlock::default(); n * kb];
-            for i in 0..n {
-                ops::quantize_row(
-                    &hidden[i * head.cols..(i + 1) * head.cols],
-                    &mut xq[i * kb..(i + 1) * kb],
-                );
-            }
-        }
-        head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
-        self.soft_cap(&mut out[..n * head.rows]);
+        layers::head_full(&self.token_embd, hidden, n, out);
+        self.soft_cap(&mut out[..n * self.token_embd.rows]);
     }
 
     /// Logits of the given ids per row (same kernel and arithmetic as [`Self::head_full`]).
     fn head_ids(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<Vec<f32>> {
-        let head = &self.token_embd;
-        let kb = head.blocks_per_row();
-        let d = head.cols;
-        let mut xq = vec![ActBlock::default(); kb];
-        ids.iter()
-            .enumerate()
-            .map(|(i, ids)| {
-                let x = &hidden[i * d..(i + 1) * d];
-                if head.wants_quantized_input() {
-                    ops::quantize_row(x, &mut xq);
-                }
-                let mut out = vec![0f32; ids.len()];
-                head.matmul_ids(&xq, x, 0, ids, &mut out);
-                self.soft_cap(&mut out);
-                out
-            })
-            .collect()
+        layers::head_ids(&self.token_embd, hidden, ids, |logits| self.soft_cap(logits))
     }
 
     /// The forward pass of `tokens` (one row each, at `positions`), appending their keys/values to
@@ -504,7 +459,7 @@ impl Network for GemmaModel {
             project(&layer.gate_up, &xn, n, &mut xq, &mut gate_up);
             for (h, gu) in hidden.chunks_exact_mut(ff).zip(gate_up.chunks_exact(2 * ff)) {
                 let (g, u) = gu.split_at(ff);
-                ops::gated_row(ops::Gate::GeluTanh, g, u, h);
+                layers::gated_row(layers::Gate::GeluTanh, g, u, h);
             }
             project(std::slice::from_ref(&layer.w_down), &hidden, n, &mut xq, &mut proj);
             rms_norm(&proj, &layer.post_ffw_norm, c.rms_norm_eps, &mut xn);

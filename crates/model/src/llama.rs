@@ -15,7 +15,7 @@
 //! numbers of a beam do not depend on the batch it runs in (the tests check this).
 //!
 //! Weights: `Q4_1` and `Q8_0` matrices stay in their GGUF blocks and go through the kernels of
-//! [`super::ops`]: exact by default (blocks dequantized in registers, f32 products; 0.0003 nats
+//! [`crate::kernels`]: exact by default (blocks dequantized in registers, f32 products; 0.0003 nats
 //! from a float64 forward pass on the golden fixture), or llama.cpp's 8-bit-activation arithmetic
 //! with [`Precision::Int8Activations`]. Other GGUF types are dequantized to f32 at load. Norms,
 //! RoPE, attention and softmax are f32. The K/V cache is f32 (llama.cpp's default is f16).
@@ -32,7 +32,9 @@ use candle_core::quantized::gguf_file;
 use candle_core::Device;
 
 use super::beams::{self, Attend, Network};
-use super::ops::{self, ActBlock, Matrix, BLOCK};
+use crate::error::{candle_err, model_err};
+use crate::kernels::{ActBlock, Matrix, BLOCK};
+use crate::layers::{self, apply_rope, project, rms_norm, OutPtr, RopeTable};
 use crate::{Error, ErrorKind, Result};
 
 /// Hyper-parameters read from the GGUF metadata (`<arch>.*` keys).
@@ -40,15 +42,26 @@ use crate::{Error, ErrorKind, Result};
 pub struct LlamaConfig {
     /// `general.architecture` (`llama`, `qwen2`, `mistral`).
     pub architecture: String,
+    /// Transformer layers (`block_count`).
     pub block_count: usize,
+    /// Model width `d` (`embedding_length`).
     pub embedding_length: usize,
+    /// Hidden width of the feed-forward (`feed_forward_length`).
     pub feed_forward_length: usize,
+    /// Query heads (`attention.head_count`).
     pub head_count: usize,
+    /// Key/value heads (`attention.head_count_kv`; fewer than query heads with grouped-query
+    /// attention).
     pub head_count_kv: usize,
+    /// Size of one head (`rope.dimension_count`, else `d / head_count`).
     pub head_dim: usize,
+    /// RoPE base (`rope.freq_base`).
     pub rope_freq_base: f32,
+    /// RMSNorm epsilon (`attention.layer_norm_rms_epsilon`).
     pub rms_norm_eps: f32,
+    /// Longest context the model was trained for (`context_length`).
     pub context_length: usize,
+    /// Vocabulary size (the length of `tokenizer.ggml.tokens`).
     pub vocab_size: usize,
     /// RoPE rotates adjacent pairs (llama.cpp's "normal" mode, used by `llama` GGUFs whose Q/K
     /// weights the converter permuted) or the two halves of each head (`qwen2`, "neox" mode).
@@ -69,22 +82,6 @@ struct Layer {
     w_down: Matrix,
 }
 
-/// How the matrix products are computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// Weights dequantized exactly, activations and products in f32: within 0.05 nats of a
-    /// float64 forward pass on the golden fixture. The default. On AVX-512 VNNI CPUs the
-    /// quantized products round their activations to 16 bits per block (`ops::Kernel::Avx512Int16`,
-    /// 0.004 nats from float64 on the golden fixture); `SEAL_KERNELS=avx512` keeps them in f32.
-    #[default]
-    Exact,
-    /// llama.cpp's arithmetic: activations quantized to 8 bits per block of 32, integer dot
-    /// products (on AVX-512 VNNI CPUs the packed `vpdpbusd` tiles with one byte plane). Faster,
-    /// and on average as far from the exact log-probs as llama.cpp (0.12 nats over the golden
-    /// top-20), up to about 1 nat on rare tokens. Opt-in (`--precision int8`).
-    Int8Activations,
-}
-
 /// A llama-family decoder with its weights in memory.
 pub struct LlamaModel {
     config: LlamaConfig,
@@ -97,22 +94,8 @@ pub struct LlamaModel {
     rope: std::sync::RwLock<RopeTable>,
 }
 
-#[derive(Default)]
-struct RopeTable {
-    positions: usize,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
-}
-
 pub use super::beams::{DecodeState, StepOutput};
-
-fn model_err(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Model, msg)
-}
-
-fn candle_err(context: String) -> impl FnOnce(candle_core::Error) -> Error {
-    move |e| Error::new(ErrorKind::Model, context).with_source(e)
-}
+pub use crate::layers::Precision;
 
 impl LlamaModel {
     /// Reads a llama-family GGUF file (architectures `llama`, `qwen2`, `mistral`).
@@ -320,22 +303,9 @@ impl LlamaModel {
         if table.positions >= positions {
             return;
         }
-        let n =
-            positions.next_power_of_two().max(256).min(self.config.context_length.max(positions));
-        let half = self.config.head_dim / 2;
-        let base = self.config.rope_freq_base as f64;
-        let mut cos = Vec::with_capacity(n * half);
-        let mut sin = Vec::with_capacity(n * half);
-        for p in 0..n {
-            for i in 0..half {
-                // llama.cpp: theta = p * base^(-2i/d), evaluated in f32 there; f64 here is closer
-                // to exact, and the difference is far below the tolerance of the golden test.
-                let theta = p as f64 * base.powf(-2.0 * i as f64 / self.config.head_dim as f64);
-                cos.push(theta.cos() as f32);
-                sin.push(theta.sin() as f32);
-            }
-        }
-        *table = RopeTable { positions: n, cos, sin };
+        let n = RopeTable::size_for(positions, self.config.context_length);
+        let c = &self.config;
+        *table = RopeTable::new(n, c.head_dim, c.rope_freq_base, 1.0);
     }
 
     /// Causal attention of each row over its own list of cache entries (grouped-query heads).
@@ -370,7 +340,7 @@ impl LlamaModel {
                 let dst = unsafe {
                     std::slice::from_raw_parts_mut(out_ptr.0.add(r * q_dim + h * hd), hd)
                 };
-                ops::attend_head(
+                layers::attend_head(
                     qh,
                     keys,
                     values,
@@ -410,38 +380,12 @@ impl Network for LlamaModel {
 
     /// Full-vocabulary logits of `n` normalized hidden rows into `out` (`n × vocab`).
     fn head_full(&self, hidden: &[f32], n: usize, out: &mut [f32]) {
-        let head = self.head();
-        let kb = head.blocks_per_row();
-        let mut xq = vec![ActBlock::default(); n * kb];
-        if head.wants_quantized_input() {
-            for i in 0..n {
-                ops::quantize_row(
-                    &hidden[i * head.cols..(i + 1) * head.cols],
-                    &mut xq[i * kb..(i + 1) * kb],
-                );
-            }
-        }
-        head.matmul_rows(&xq, hidden, n, 0..head.rows, out, head.rows);
+        layers::head_full(self.head(), hidden, n, out);
     }
 
     /// Logits of the given ids per row (same kernel and arithmetic as [`Self::head_full`]).
     fn head_ids(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<Vec<f32>> {
-        let head = self.head();
-        let kb = head.blocks_per_row();
-        let d = head.cols;
-        let mut xq = vec![ActBlock::default(); kb];
-        ids.iter()
-            .enumerate()
-            .map(|(i, ids)| {
-                let x = &hidden[i * d..(i + 1) * d];
-                if head.wants_quantized_input() {
-                    ops::quantize_row(x, &mut xq);
-                }
-                let mut out = vec![0f32; ids.len()];
-                head.matmul_ids(&xq, x, 0, ids, &mut out);
-                out
-            })
-            .collect()
+        layers::head_ids(self.head(), hidden, ids, |_| {})
     }
 
     /// The forward pass of `tokens` (one row each, at `positions`), appending their keys/values to
@@ -507,7 +451,7 @@ impl Network for LlamaModel {
             project(&layer.gate_up, &xn, n, &mut xq, &mut gate_up);
             for (h, gu) in hidden.chunks_exact_mut(ff).zip(gate_up.chunks_exact(2 * ff)) {
                 let (g, u) = gu.split_at(ff);
-                ops::gated_row(ops::Gate::Silu, g, u, h);
+                layers::gated_row(layers::Gate::Silu, g, u, h);
             }
             project(std::slice::from_ref(&layer.w_down), &hidden, n, &mut xq, &mut proj);
             for (a, b) in x.iter_mut().zip(&proj) {
@@ -520,78 +464,11 @@ impl Network for LlamaModel {
     }
 }
 
-pub(super) struct OutPtr(pub(super) *mut f32);
-// SAFETY: only used to give pool workers disjoint output slices.
-unsafe impl Sync for OutPtr {}
-unsafe impl Send for OutPtr {}
-
-/// `out[i]` = the concatenated products of every matrix in `parts` with input row `i` of `x`
-/// (`n` rows); `xq` is scratch for the quantized input.
-pub(super) fn project(parts: &[Matrix], x: &[f32], n: usize, xq: &mut [ActBlock], out: &mut [f32]) {
-    let cols = parts[0].cols;
-    let total: usize = parts.iter().map(|m| m.rows).sum();
-    if parts.iter().any(Matrix::wants_quantized_input) {
-        let kb = cols / BLOCK;
-        for i in 0..n {
-            ops::quantize_row(&x[i * cols..(i + 1) * cols], &mut xq[i * kb..(i + 1) * kb]);
-        }
-    }
-    let mut offset = 0;
-    for m in parts {
-        m.matmul_rows(xq, x, n, 0..m.rows, &mut out[offset..], total);
-        offset += m.rows;
-    }
-}
-
 fn add_bias(x: &mut [f32], bias: &[f32]) {
     for row in x.chunks_exact_mut(bias.len()) {
         for (a, c) in row.iter_mut().zip(bias) {
             *a += c;
         }
-    }
-}
-
-/// RMS normalization of each row of `x` (rows of `weight.len()`), times `weight`. The sum of
-/// squares runs in 16 independent partial sums (vectorized: a strict left-to-right f32 sum was
-/// half of the decoding step's serial arithmetic), then adds those in a fixed order.
-pub(super) fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    let d = weight.len();
-    for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let mut partial = [0f32; 16];
-        let chunks = row.chunks_exact(16);
-        let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
-        for chunk in chunks {
-            for (p, v) in partial.iter_mut().zip(chunk) {
-                *p += v * v;
-            }
-        }
-        let ms = (partial.iter().sum::<f32>() + tail) / d as f32;
-        let s = 1.0 / (ms + eps).sqrt();
-        for ((o, &v), &w) in o.iter_mut().zip(row).zip(weight) {
-            *o = v * s * w;
-        }
-    }
-}
-
-pub(super) fn apply_rope(h: &mut [f32], cos: &[f32], sin: &[f32], adjacent_pairs: bool) {
-    let half = h.len() / 2;
-    for i in 0..half {
-        let (a, b) = if adjacent_pairs { (2 * i, 2 * i + 1) } else { (i, i + half) };
-        let (x0, x1) = (h[a], h[b]);
-        h[a] = x0 * cos[i] - x1 * sin[i];
-        h[b] = x0 * sin[i] + x1 * cos[i];
-    }
-}
-
-/// log Σ exp(x), stable ([`ops::logsumexp_row`]).
-pub fn logsumexp(x: &[f32]) -> f32 {
-    ops::logsumexp_row(x)
-}
-
-pub(super) fn log_softmax_in_place(x: &mut [f32]) {
-    let z = logsumexp(x);
-    for v in x.iter_mut() {
-        *v -= z;
     }
 }
 

@@ -1,4 +1,4 @@
-//! Lossless re-encoding of GGUF block types that [`super::ops`] has no kernel for into kinds it
+//! Lossless re-encoding of GGUF block types that [`crate::kernels`] has no kernel for into kinds it
 //! has, so that K-quant files (e.g. Gemma 3's `Q4_K_M`) keep their weights compact in memory
 //! instead of being dequantized to f32 at load.
 //!
@@ -9,12 +9,12 @@
 //!   the fused multiply-add (≤ 1 ulp).
 //! - Everything else goes to [`Matrix::from_qtensor`] unchanged (`Q6_K` becomes f32 there).
 //!
-//! Not for: new arithmetic (the products are those of `ops.rs`), or lossy re-quantization.
+//! Not for: new arithmetic (the products are those of `kernels/`), or lossy re-quantization.
 
 use candle_core::quantized::{ggml_file, GgmlDType, QTensor};
 use candle_core::Device;
 
-use super::ops::{f16_to_f32, Matrix, Weights, BLOCK};
+use crate::kernels::{f16_to_f32, Matrix, Weights, BLOCK};
 
 const Q5_0_BYTES: usize = 22;
 const Q8_0_BYTES: usize = 34;

@@ -42,9 +42,13 @@ use tokenizers::{
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
 mod token_type {
+    /// The unknown-token placeholder.
     pub const UNKNOWN: u32 = 2;
+    /// A control token (BOS, EOS, turn markers).
     pub const CONTROL: u32 = 3;
+    /// A token the model's authors added to the vocabulary.
     pub const USER_DEFINED: u32 = 4;
+    /// A byte-fallback token (`<0xAB>`).
     pub const BYTE: u32 = 6;
 }
 

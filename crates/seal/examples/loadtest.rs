@@ -14,7 +14,7 @@
 //! (wait after a 503 before the next request; default 100), `--body JSON` (extra request fields,
 //! e.g. `'"beam": 5'`). A 503 is counted apart from failures: it is the server turning load away.
 
-#[path = "../tests/common/http.rs"]
+#[path = "../tests/integration/common/http.rs"]
 mod http;
 
 use std::net::SocketAddr;

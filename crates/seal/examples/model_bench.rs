@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
+use seal::model::kernels::{quantize_row, ActBlock, Matrix, BLOCK};
 use seal::model::llama::Precision;
-use seal::model::ops::{quantize_row, ActBlock, Matrix, BLOCK};
 
 fn tokens(n: usize, seed: u64) -> Vec<u32> {
     let mut s = seed;
@@ -89,8 +89,7 @@ fn main() {
         Precision::Exact
     };
     let model =
-        seal::model::language_model::load_with_precision(std::path::Path::new(&path), precision)
-            .expect("load");
+        seal::model::load_with_precision(std::path::Path::new(&path), precision).expect("load");
     println!(
         "load: {:.0} ms ({}, {precision:?})",
         t.elapsed().as_secs_f64() * 1e3,

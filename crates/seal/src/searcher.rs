@@ -33,9 +33,9 @@ use crate::decode::{
 };
 use crate::docstore::DocStore;
 use crate::indexer::{index_error, read_manifest, Manifest, DOCS_FILE, FM_INDEX_FILE};
-use crate::model::llama::{DecodeState, Precision, StepOutput};
 use crate::model::LanguageModel;
 use crate::model::{hub, tokenizer::Tokenizer};
+use crate::model::{DecodeState, Precision, StepOutput};
 use crate::prompt::{prompt, prompt_prefix, PromptKind, PromptStyle};
 use crate::score::{Candidate, CorpusView, KeyOrigin, KeySet, ScoredDoc, Scorer, ScoringSettings};
 use crate::{DocId, Error, ErrorKind, Result, Score, TokenId};

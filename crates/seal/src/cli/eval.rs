@@ -250,8 +250,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The SEAL retriever over `--index`, or over an index of the dataset's corpus kept beside the
-/// evaluation outputs (`seal-eval/<dataset>-seal-index-<model>`), built on first use.
+/// The SEAL retriever over `--index`, or over an index of the dataset's corpus built on first use
+/// and kept under `--out` when given, else in the model cache
+/// (`<cache>/seal-eval/<dataset>-seal-index-<model>`): never relative to the working directory,
+/// so an evaluation run inside a checkout leaves no build output in it.
 fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<SealRetriever>> {
     use seal::indexer::{build_index, read_manifest, ModelRef};
     use seal::model::{hub, tokenizer::Tokenizer};
@@ -263,8 +265,11 @@ fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<Seal
             let suffix = if args.with_distractors { "-distractors" } else { "" };
             let model_tag: String =
                 model.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-            let dir = PathBuf::from("seal-eval")
-                .join(format!("{}{suffix}-seal-index-{model_tag}", dataset.name));
+            let name = format!("{}{suffix}-seal-index-{model_tag}", dataset.name);
+            let dir = match &args.out {
+                Some(out) => out.join(name),
+                None => cache.join("seal-eval").join(name),
+            };
             match read_manifest(&dir) {
                 Ok(m) if m.num_docs == dataset.corpus.len() => {
                     eprintln!("seal: reusing the index in {}", dir.display());

@@ -3,8 +3,8 @@
 //!
 //! Not for: choosing which documents to score (see `rank`).
 
+use super::evidence::{Match, ScoredDoc, UnigramMatch};
 use super::keys::KeySet;
-use super::rank::{Match, ScoredDoc, UnigramMatch};
 use super::weight::coverage_factor;
 use super::{Ranking, ScoringSettings};
 use crate::{DocId, TokenId};

@@ -81,14 +81,15 @@
 //! token, only the keys starting with that token. BENCHMARKS.md ("Scoring layer") has measured figures.
 
 mod corpus;
+mod evidence;
 mod keys;
 mod matcher;
 mod rank;
 mod weight;
 
 pub use corpus::{CorpusView, NaiveCorpus};
+pub use evidence::{Match, ScoredDoc, UnigramMatch};
 pub use keys::{Candidate, Key, KeyOrigin, KeySet};
-pub use rank::{Match, ScoredDoc, UnigramMatch};
 pub use weight::{coverage_factor, log_odds, ngram_weight, MAX_LOGPROB};
 
 use crate::{DocId, Error, ErrorKind, Result, TokenId};

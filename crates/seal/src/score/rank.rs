@@ -1,54 +1,15 @@
 //! Ranking one query: the first stage (rare keys locate candidate documents), then full scoring of
-//! the best candidates, and the result types with their evidence.
+//! the best candidates.
 //!
-//! Not for: the per-document matcher itself (see `matcher`).
+//! Not for: the per-document matcher itself (see `matcher`), the result types (`evidence`).
 
+use super::evidence::ScoredDoc;
 use super::keys::KeySet;
 use super::matcher::{self, TypeSet};
 use super::weight::coverage_factor;
 use super::{CorpusView, Ranking, ScoringSettings};
-use crate::{DocId, Score, TokenId};
-use serde::Serialize;
+use crate::DocId;
 use std::collections::BTreeMap;
-
-/// One accepted occurrence of a key in a document.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Match {
-    /// Index into [`KeySet::keys`].
-    pub key: usize,
-    /// First token of the occurrence, as an offset into the document's forward tokens (without
-    /// the separator; a title key's separator is left out of the span).
-    pub start: usize,
-    /// Number of document tokens covered.
-    pub len: usize,
-    /// What this occurrence added to the score: the key's weight times its coverage factor on the
-    /// key's first accepted occurrence, 0 on its further occurrences.
-    pub contribution: f64,
-}
-
-/// A token type left uncovered by the keys that adds its unigram weight (intersective only).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UnigramMatch {
-    /// The token.
-    pub token: TokenId,
-    /// Its uncovered occurrences (offsets into the forward tokens), ascending.
-    pub starts: Vec<usize>,
-    /// Its unigram weight times its coverage factor, counted once.
-    pub contribution: f64,
-}
-
-/// A scored document with the evidence for its score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScoredDoc {
-    /// The document.
-    pub doc: DocId,
-    /// Its score (higher is better); the sum of the contributions below.
-    pub score: Score,
-    /// Accepted key occurrences, in the order the matcher accepted them (by key weight).
-    pub matches: Vec<Match>,
-    /// Uncovered tokens with a unigram weight, in order of first occurrence.
-    pub unigrams: Vec<UnigramMatch>,
-}
 
 /// First-stage state of one candidate document.
 #[derive(Debug, Default)]
@@ -162,6 +123,7 @@ fn first_stage<C: CorpusView + ?Sized>(
 mod tests {
     use super::super::{Candidate, Key, KeyOrigin, NaiveCorpus, Scorer};
     use super::*;
+    use crate::TokenId;
     use proptest::prelude::*;
 
     fn key(tokens: &[TokenId], weight: f64, count: u64) -> Key {

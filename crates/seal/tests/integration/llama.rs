@@ -4,11 +4,9 @@
 //! alone on the full vocabulary.
 #![allow(clippy::needless_range_loop)]
 
-#[path = "common/beam_paths.rs"]
-mod beam_paths;
-mod common;
-#[path = "common/golden.rs"]
-mod golden;
+use crate::common;
+use crate::common::beam_paths;
+use crate::common::golden;
 
 use std::collections::HashSet;
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! The training network on the real SmolLM2 GGUF gives the inference model's log-probabilities:
 //! what is trained is what is searched with.
 
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, D};
 use seal::model::llama::LlamaModel;
@@ -53,7 +53,7 @@ fn training_forward_matches_the_inference_model_on_smollm2() {
     // activations of every product to 16 bits: 0.004 nats from float64 on the golden prompts'
     // top-20, 0.005 here over the top-100 (measured), so it gets 1e-2.
     #[cfg(target_arch = "x86_64")]
-    let int16 = seal::model::ops::Kernel::detect() == seal::model::ops::Kernel::Avx512Int16;
+    let int16 = seal::model::kernels::Kernel::detect() == seal::model::kernels::Kernel::Avx512Int16;
     #[cfg(not(target_arch = "x86_64"))]
     let int16 = false;
     let tolerance = if int16 { 1e-2 } else { 2e-3 };

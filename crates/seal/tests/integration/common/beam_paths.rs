@@ -133,7 +133,7 @@ pub fn bad_requests_are_errors_not_panics(model: &LanguageModel, f: &Fixture) {
 /// gemm (its summation order differs from the decoding kernels').
 pub fn prefill_continue_equals_prefilling_the_whole_prompt(model: &LanguageModel, f: &Fixture) {
     #[cfg(target_arch = "x86_64")]
-    let bit_exact = seal::model::ops::Kernel::detect().avx512();
+    let bit_exact = seal::model::kernels::Kernel::detect().avx512();
     #[cfg(not(target_arch = "x86_64"))]
     let bit_exact = false;
     let assert_close = |a: &[f32], b: &[f32], what: &str| {

@@ -2,9 +2,8 @@
 //! tiny committed corpus (`testdata/tiny`) with the real default model. Real-model searches are
 //! few (CI has 2 cores): every error case is rejected before the model runs.
 
-mod common;
-#[path = "common/http.rs"]
-mod http;
+use crate::common;
+use crate::common::http;
 
 use http::{get, post_json, request};
 use seal::corpus::{CorpusFormat, CorpusReader, ReadOptions};

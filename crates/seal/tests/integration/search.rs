@@ -1,7 +1,7 @@
 //! End-to-end tests of `seal index` and `seal search` with the real default model over the tiny
 //! committed corpus (`testdata/tiny`, 25 Wikipedia passages).
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,10 @@
-//! Helpers shared by the integration tests: where the real model file is.
+//! Helpers shared by the integration tests: where the real model file is, the beam-path checks
+//! every model family runs ([`beam_paths`]), the golden fixtures ([`golden`]), a tiny HTTP client
+//! ([`http`]).
+
+pub mod beam_paths;
+pub mod golden;
+pub mod http;
 
 use std::path::PathBuf;
 
