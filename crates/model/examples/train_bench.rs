@@ -102,9 +102,9 @@ fn main() {
             let packed = PackedBatch::pack(chosen.iter().copied());
             let bottom = (net.first_trained() > 0).then(|| {
                 for &t in b {
-                    if !cache.contains_key(&t) {
-                        cache.insert(t, net.bottom(&PackedBatch::pack([&all[t]])).unwrap());
-                    }
+                    cache
+                        .entry(t)
+                        .or_insert_with(|| net.bottom(&PackedBatch::pack([&all[t]])).unwrap());
                 }
                 b.iter().flat_map(|t| cache[t].iter().copied()).collect::<Vec<f32>>()
             });

@@ -25,8 +25,6 @@ pub struct Dims {
     pub heads: Heads,
     /// RMSNorm ε.
     pub eps: f64,
-    /// RoPE pairs `(2i, 2i+1)` (llama GGUFs) instead of `(i, i + half)`.
-    pub rope_adjacent_pairs: bool,
 }
 
 /// A layer's parameters (or gradients) as slices of one flat vector.
@@ -133,8 +131,8 @@ pub fn forward<T: Real>(
     let mut qkv = project(&h1, w.qkv, d);
     drop(h1);
     let width = h.qkv_width();
-    rope.rotate(&mut qkv, width, 0, h.q, &batch.pos, dims.rope_adjacent_pairs, false);
-    rope.rotate(&mut qkv, width, h.q * h.dim, h.kv, &batch.pos, dims.rope_adjacent_pairs, false);
+    rope.rotate(&mut qkv, width, 0, h.q, &batch.pos, false);
+    rope.rotate(&mut qkv, width, h.q * h.dim, h.kv, &batch.pos, false);
     let (att, probs) = attention(&qkv, batch, h);
     let mut x2 = x.clone();
     let ow = h.out_width();
@@ -152,7 +150,7 @@ pub fn forward<T: Real>(
         true,
         true,
     );
-    let saved = save.then(|| Saved { x, inv1, qkv, probs, att, x2, inv2, gate_up, m });
+    let saved = save.then_some(Saved { x, inv1, qkv, probs, att, x2, inv2, gate_up, m });
     (out, saved)
 }
 
@@ -192,8 +190,8 @@ pub fn backward<T: Real>(
     let d_att = matmul(rows_of(&d_x2, d), View::rows(w.wo, d, ow), true);
     let mut d_qkv = attention_backward(&d_att, &saved.qkv, &saved.probs, batch, h);
     drop(d_att);
-    rope.rotate(&mut d_qkv, width, 0, h.q, &batch.pos, dims.rope_adjacent_pairs, true);
-    rope.rotate(&mut d_qkv, width, h.q * h.dim, h.kv, &batch.pos, dims.rope_adjacent_pairs, true);
+    rope.rotate(&mut d_qkv, width, 0, h.q, &batch.pos, true);
+    rope.rotate(&mut d_qkv, width, h.q * h.dim, h.kv, &batch.pos, true);
     let h1 = normed(&saved.x, &saved.inv1, w.attn_norm);
     matmul_into(g.qkv, d, rows_of(&d_qkv, width).t(), rows_of(&h1, d), true, true);
     drop(h1);

@@ -82,7 +82,6 @@ impl<T: Real> Network<T> {
             f: config.feed_forward_length,
             heads: Heads { q: config.head_count, kv: config.head_count_kv, dim: config.head_dim },
             eps: config.rms_norm_eps as f64,
-            rope_adjacent_pairs: config.rope_adjacent_pairs,
         };
         fn need<T: Real>(
             tensor: &mut impl FnMut(&str) -> Result<Option<Vec<f64>>>,
@@ -126,6 +125,7 @@ impl<T: Real> Network<T> {
             config.context_length.max(1),
             dims.heads.dim,
             config.rope_freq_base as f64,
+            config.rope_adjacent_pairs,
         );
         Ok(Network { config, dims, first_trained, embed, output, frozen, params, rope })
     }

@@ -69,13 +69,15 @@ pub fn rms_norm_backward<T: Real>(
 /// `len`: two `len × head_dim/2` tables.
 pub struct RopeTable<T> {
     half: usize,
+    adjacent_pairs: bool,
     cos: Vec<T>,
     sin: Vec<T>,
 }
 
 impl<T: Real> RopeTable<T> {
-    /// The table for positions `0..len`.
-    pub fn new(len: usize, head_dim: usize, base: f64) -> Self {
+    /// The table for positions `0..len`; `adjacent_pairs` rotates pairs `(2i, 2i+1)` (llama
+    /// GGUFs), otherwise `(i, i + half)`.
+    pub fn new(len: usize, head_dim: usize, base: f64, adjacent_pairs: bool) -> Self {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
@@ -86,7 +88,7 @@ impl<T: Real> RopeTable<T> {
                 sin.push(T::of(theta.sin()));
             }
         }
-        RopeTable { half, cos, sin }
+        RopeTable { half, adjacent_pairs, cos, sin }
     }
 
     /// Positions covered.
@@ -101,7 +103,7 @@ impl<T: Real> RopeTable<T> {
 
     /// Rotates `heads · head_dim` values from `offset` in each row (`width` apart) by its
     /// position's angles; `inverse` rotates back (the backward pass of a rotation is the
-    /// opposite rotation). `adjacent_pairs` pairs `(2i, 2i+1)`, otherwise `(i, i + half)`.
+    /// opposite rotation).
     ///
     /// # Panics
     /// A position beyond the table.
@@ -112,11 +114,11 @@ impl<T: Real> RopeTable<T> {
         offset: usize,
         heads: usize,
         pos: &[u32],
-        adjacent_pairs: bool,
         inverse: bool,
     ) {
         let half = self.half;
         let hd = 2 * half;
+        let adjacent_pairs = self.adjacent_pairs;
         rows.par_chunks_mut(width * ROWS_PER_TASK).zip(pos.par_chunks(ROWS_PER_TASK)).for_each(
             |(rows, pos)| {
                 for (row, &p) in rows.chunks_mut(width).zip(pos) {

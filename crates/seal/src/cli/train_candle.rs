@@ -113,7 +113,7 @@ pub fn train_candle(args: RunArgs) -> anyhow::Result<()> {
         eprintln!("seal: no checkpoint in {}; starting afresh", checkpoint_dir.display());
     }
     let settings = TrainSettings {
-        batch_size: batch_size,
+        batch_size,
         steps,
         optim: opt.settings().clone(),
         seed: args.seed,
