@@ -90,6 +90,11 @@ pub struct DecodeArgs {
     /// (fragments like "autoph"); not in SEAL, chosen on dev queries (`false` = SEAL's behaviour).
     #[arg(long, value_name = "BOOL", default_value_t = ScoringSettings::default().whole_words, action = clap::ArgAction::Set)]
     pub whole_words: bool,
+    /// Also use title prefixes: a title hypothesis that starts only one title in the corpus
+    /// stops there, and titles still open after 15 tokens count as prefixes. Not in SEAL, whose
+    /// short Wikipedia titles end within 15 tokens (`false` = complete titles only, SEAL's way).
+    #[arg(long, value_name = "BOOL", default_value_t = BeamSettings::default().title_prefixes, action = clap::ArgAction::Set)]
+    pub title_prefixes: bool,
     /// The model's arithmetic: exact (the default) or int8 (llama.cpp's, about 35 % less model
     /// time per query).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Exact)]
@@ -130,6 +135,7 @@ impl DecodeArgs {
             beam: BeamSettings {
                 beam: self.beam,
                 max_body_tokens: self.max_tokens,
+                title_prefixes: self.title_prefixes,
                 ..BeamSettings::default()
             },
             prompt: self.prompt,

@@ -139,11 +139,19 @@ pub struct BeamSettings {
     pub max_body_tokens: usize,
     /// Maximum generated tokens of a title, delimiter included (SEAL: 15 steps).
     pub max_title_tokens: usize,
+    /// Also yield the title hypotheses still open after `max_title_tokens` as title *prefixes*
+    /// (keys `SEP T1 .. Tk` without the delimiter, matching every document whose title starts
+    /// so). SEAL yields complete titles only (`false`): its Wikipedia titles are short, but a
+    /// scientific title rarely fits in 15 tokens (SciFact's average 12.8 words), and a title
+    /// that cannot end within the limit could never be generated. A prefix is stopped at the
+    /// limit rather than where it first becomes unique, so that its log-probability measures
+    /// the model's belief in the title over as many tokens as a complete title gets.
+    pub title_prefixes: bool,
 }
 
 impl Default for BeamSettings {
     fn default() -> Self {
-        BeamSettings { beam: 15, max_body_tokens: 10, max_title_tokens: 15 }
+        BeamSettings { beam: 15, max_body_tokens: 10, max_title_tokens: 15, title_prefixes: true }
     }
 }
 
@@ -317,7 +325,25 @@ pub fn constrained_beam_search<M: BeamModel>(
                 next.push(Beam { tokens: ngram, range: e.range, score: e.score, in_delimiter });
             }
         }
-        if next.is_empty() || step + 1 == max_tokens {
+        if next.is_empty() {
+            break;
+        }
+        if step + 1 == max_tokens {
+            if let (Target::Title { .. }, true) = (target, settings.title_prefixes) {
+                // Titles still open at the length limit, as prefix keys (without the part of
+                // the delimiter they may have begun).
+                for beam in next {
+                    let title = &beam.tokens[..beam.tokens.len() - beam.in_delimiter];
+                    if !title.is_empty() {
+                        let range = index.range(&[&[separator], title].concat());
+                        out.ngrams.push(Generated {
+                            tokens: title.to_vec(),
+                            logprob: beam.score,
+                            count: range.len() as u64,
+                        });
+                    }
+                }
+            }
             break;
         }
         logprobs = Current::Step(model.step(&mut state, &parents, &tokens)?);

@@ -108,7 +108,7 @@ proptest! {
     #[test]
     fn body_candidates_are_exact(docs in docs_strategy(), beam in 1usize..6, prompt in prop::collection::vec(0u32..VOCAB as u32, 0..4)) {
         let index = build(&docs);
-        let settings = BeamSettings { beam, max_body_tokens: 4, max_title_tokens: 6 };
+        let settings = BeamSettings { beam, max_body_tokens: 4, max_title_tokens: 6, title_prefixes: false };
         let out = constrained_beam_search(&ToyModel, &index, &prompt, &Target::Body, &settings, &|_| true).unwrap();
         for g in &out.ngrams {
             prop_assert!(g.count > 0);
@@ -124,7 +124,7 @@ proptest! {
     #[test]
     fn wide_beam_is_exhaustive(docs in docs_strategy()) {
         let index = build(&docs);
-        let settings = BeamSettings { beam: 10_000, max_body_tokens: 3, max_title_tokens: 6 };
+        let settings = BeamSettings { beam: 10_000, max_body_tokens: 3, max_title_tokens: 6, title_prefixes: false };
         let first_ok = |t: TokenId| t.is_multiple_of(2);
         let out = constrained_beam_search(&ToyModel, &index, &[1, 2], &Target::Body, &settings, &first_ok).unwrap();
         let got: BTreeSet<Vec<TokenId>> = out.ngrams.iter().map(|g| g.tokens.clone()).collect();
@@ -154,7 +154,7 @@ proptest! {
             d
         }).collect();
         let index = build(&docs);
-        let settings = BeamSettings { beam: 10_000, max_body_tokens: 3, max_title_tokens: 8 };
+        let settings = BeamSettings { beam: 10_000, max_body_tokens: 3, max_title_tokens: 8, title_prefixes: false };
         let target = Target::Title { delimiter: vec![DELIM], end_token: None };
         let out = constrained_beam_search(&ToyModel, &index, &[3], &target, &settings, &|_| false).unwrap();
         let got: BTreeSet<Vec<TokenId>> = out.ngrams.iter().map(|g| g.tokens.clone()).collect();
@@ -170,13 +170,48 @@ proptest! {
     }
 }
 
+proptest! {
+    /// With title prefixes and a beam wide enough to keep everything, title decoding yields the
+    /// complete titles that fit in the length limit and, for longer ones, their prefixes at the
+    /// limit; each with its exact count and teacher-forced log-probability.
+    #[test]
+    fn wide_beam_yields_title_prefixes_at_the_limit(titles in prop::collection::vec(prop::collection::vec(0u32..3, 1..5), 1..6), max_title_tokens in 1usize..6) {
+        const DELIM: TokenId = 9;
+        let docs: Vec<Vec<TokenId>> = titles.iter().map(|t| [t.as_slice(), &[DELIM, 5]].concat()).collect();
+        let index = build(&docs);
+        let settings = BeamSettings { beam: 10_000, max_body_tokens: 3, max_title_tokens, title_prefixes: true };
+        let target = Target::Title { delimiter: vec![DELIM], end_token: None };
+        let out = constrained_beam_search(&ToyModel, &index, &[3], &target, &settings, &|_| false).unwrap();
+        // The oracle, by scanning the titles.
+        let starting = |p: &[TokenId]| titles.iter().filter(|t| t.starts_with(p)).count() as u64;
+        let mut want: BTreeSet<(Vec<TokenId>, u64)> = BTreeSet::new();
+        for t in &titles {
+            if t.len() < max_title_tokens {
+                let count = titles.iter().filter(|u| *u == t).count() as u64;
+                want.insert(([t.as_slice(), &[DELIM]].concat(), count));
+            } else {
+                let open = &t[..max_title_tokens];
+                want.insert((open.to_vec(), starting(open)));
+            }
+        }
+        let got: Vec<(Vec<TokenId>, u64)> = out.ngrams.iter().map(|g| (g.tokens.clone(), g.count)).collect();
+        let got_set: BTreeSet<_> = got.iter().cloned().collect();
+        prop_assert_eq!(got.len(), got_set.len(), "no key twice");
+        prop_assert_eq!(got_set, want);
+        for g in &out.ngrams {
+            prop_assert!((g.logprob - teacher_forced(&[3], &g.tokens)).abs() < 1e-4);
+        }
+    }
+}
+
 #[test]
 fn beam_of_one_is_greedy_over_allowed_tokens() {
     // Corpus: 0 1 2 | 0 3 | 4. Greedy picks, at each step, the allowed token with the best
     // toy log-probability; check the first step by hand against the toy distribution.
     let docs = vec![vec![0, 1, 2], vec![0, 3], vec![4]];
     let index = build(&docs);
-    let settings = BeamSettings { beam: 1, max_body_tokens: 3, max_title_tokens: 3 };
+    let settings =
+        BeamSettings { beam: 1, max_body_tokens: 3, max_title_tokens: 3, title_prefixes: false };
     let out = constrained_beam_search(&ToyModel, &index, &[7], &Target::Body, &settings, &|_| true)
         .unwrap();
     let lp = toy_logprobs(&[7]);
@@ -208,7 +243,8 @@ fn title_end_token_stands_in_for_the_delimiter() {
     const END: TokenId = 10;
     let docs = vec![vec![1, 2, D1, D2, 5, 6], vec![3, D1, D2, 4]];
     let index = build(&docs);
-    let settings = BeamSettings { beam: 100, max_body_tokens: 3, max_title_tokens: 6 };
+    let settings =
+        BeamSettings { beam: 100, max_body_tokens: 3, max_title_tokens: 6, title_prefixes: false };
     let target = Target::Title { delimiter: vec![D1, D2], end_token: Some(END) };
     let out =
         constrained_beam_search(&ToyModel, &index, &[0], &target, &settings, &|_| false).unwrap();

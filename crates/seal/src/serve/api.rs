@@ -33,6 +33,8 @@ pub struct SearchRequest {
     pub max_tokens: Option<usize>,
     /// Maximum generated tokens of a title, `1..=32` (default 15).
     pub max_title_tokens: Option<usize>,
+    /// Also use title prefixes, not only complete titles (default true; see `--title-prefixes`).
+    pub title_prefixes: Option<bool>,
     /// `"intersective"` (default) or `"lm+fm"`.
     pub ranking: Option<String>,
     /// `"few-shot"` (default) or `"plain"`.
@@ -49,12 +51,13 @@ pub struct SearchRequest {
 
 /// The fields a [`SearchRequest`] accepts, in declaration order (checked against the struct and
 /// the OpenAPI description by tests).
-pub const SEARCH_REQUEST_FIELDS: [&str; 11] = [
+pub const SEARCH_REQUEST_FIELDS: [&str; 12] = [
     "query",
     "k",
     "beam",
     "max_tokens",
     "max_title_tokens",
+    "title_prefixes",
     "ranking",
     "prompt",
     "titles",
@@ -144,7 +147,12 @@ impl SearchRequest {
         };
         let settings = SearchSettings {
             k,
-            beam: BeamSettings { beam, max_body_tokens, max_title_tokens },
+            beam: BeamSettings {
+                beam,
+                max_body_tokens,
+                max_title_tokens,
+                title_prefixes: self.title_prefixes.unwrap_or(defaults.beam.title_prefixes),
+            },
             prompt,
             titles: self.titles.unwrap_or(defaults.titles),
             query_ngrams: self.query_ngrams.unwrap_or(defaults.query_ngrams),
@@ -358,13 +366,19 @@ mod tests {
     #[test]
     fn every_field_maps_onto_the_settings() {
         let v = validate(
-            r#"{"query":"q","k":3,"beam":5,"max_tokens":4,"max_title_tokens":6,"ranking":"lm+fm",
+            r#"{"query":"q","k":3,"beam":5,"max_tokens":4,"max_title_tokens":6,"title_prefixes":false,
+                "ranking":"lm+fm",
                 "prompt":"plain","titles":false,"query_ngrams":false,"evidence":false,"ngrams":false}"#,
         )
         .unwrap();
         let expected = SearchSettings {
             k: 3,
-            beam: BeamSettings { beam: 5, max_body_tokens: 4, max_title_tokens: 6 },
+            beam: BeamSettings {
+                beam: 5,
+                max_body_tokens: 4,
+                max_title_tokens: 6,
+                title_prefixes: false,
+            },
             prompt: PromptStyle::Plain,
             titles: false,
             query_ngrams: false,
@@ -389,7 +403,7 @@ mod tests {
         for f in SEARCH_REQUEST_FIELDS {
             let value = match f {
                 "query" | "ranking" | "prompt" => "\"x\"",
-                "titles" | "query_ngrams" | "evidence" | "ngrams" => "true",
+                "titles" | "title_prefixes" | "query_ngrams" | "evidence" | "ngrams" => "true",
                 _ => "1",
             };
             parse_search_request(format!("{{\"{f}\": {value}}}").as_bytes())
