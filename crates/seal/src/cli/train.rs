@@ -119,7 +119,9 @@ pub(super) struct RunArgs {
     pub batch_size: Option<usize>,
     /// Time limit in minutes. Full: two probe steps measure the speed and the epochs shrink (never
     /// grow) so the whole schedule, its learning-rate decay included, ends in time; it stops at
-    /// the limit in any case (continue with --resume). LoRA: plans as many steps as fit.
+    /// the limit in any case (continue with --resume; with --budget-minutes again it continues
+    /// the fitted plan, and the minutes are that session's limit). LoRA: plans as many steps as
+    /// fit.
     #[arg(long, value_name = "MINUTES")]
     pub budget_minutes: Option<f64>,
     /// Write a checkpoint (and the adapter) at least this often (full).

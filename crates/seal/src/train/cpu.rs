@@ -168,6 +168,16 @@ pub fn run(
     let mut net = Network::<f32>::from_gguf(&plan.gguf, layers)?;
     let mut run_plan = plan.run.clone();
     let mut probe = None;
+    let checkpoint_dir = plan.out.join("checkpoint");
+    let fitted_path = checkpoint_dir.join(FITTED_EPOCHS);
+    if let (Some(budget), true) = (plan.budget, plan.resume) {
+        // Continue the plan the budget fitted when the run started (its epochs are part of
+        // the checkpoint's fingerprint); the time limit is this session's budget.
+        if let Some(epochs) = read_fitted_epochs(&fitted_path)? {
+            run_plan.epochs = epochs;
+        }
+        run_plan.time_limit = Some(run_plan.time_limit.map_or(budget, |t| t.min(budget)));
+    }
     if let (Some(budget), false) = (plan.budget, plan.resume) {
         let rows_per_second = probe_rows_per_second(&net, &trees, &run_plan)?;
         let rows_per_epoch: usize = trees.iter().map(|t| t.rows()).sum();
@@ -184,6 +194,18 @@ pub fn run(
         probe = Some(rows_per_second);
     }
     let steps = runner::schedule(&trees, &run_plan);
+    if steps.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            match probe {
+                Some(rate) => format!(
+                    "--budget-minutes is too short for one training step at the probed \
+                     {rate:.0} rows/s; give more minutes or fewer --top-layers"
+                ),
+                None => "--epochs is too small for one training step".to_string(),
+            },
+        ));
+    }
     on_prepared(&Prepared {
         pairs: examples.len(),
         dropped,
@@ -200,7 +222,6 @@ pub fn run(
         name: plan.model_name.clone(),
         fingerprint: crate::model::hub::fingerprint(&plan.gguf)?,
     };
-    let checkpoint_dir = plan.out.join("checkpoint");
     if plan.resume && !runner::has_checkpoint(&checkpoint_dir) {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -221,11 +242,14 @@ pub fn run(
             "total_steps": steps.len(),
         })
     };
+    if probe.is_some() && run_plan.epochs != plan.run.epochs {
+        write_fitted_epochs(&checkpoint_dir, &fitted_path, run_plan.epochs)?;
+    }
     let out = plan.out.clone();
     runner::run(
         &mut net,
         &trees,
-        &plan.run,
+        &run_plan,
         &checkpoint_dir,
         plan.resume,
         on_progress,
@@ -260,6 +284,42 @@ fn probe_rows_per_second(
         }
     }
     Ok(timed.max(1e-9))
+}
+
+/// The file in the checkpoint directory that keeps the epochs `--budget-minutes` fitted.
+const FITTED_EPOCHS: &str = "fitted-epochs.json";
+
+fn write_fitted_epochs(dir: &Path, path: &Path, epochs: f64) -> Result<()> {
+    let io = |e: std::io::Error| {
+        Error::new(ErrorKind::Io, format!("cannot write {}", path.display())).with_source(e)
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::json!({ "epochs": epochs }).to_string() + "\n").map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn read_fitted_epochs(path: &Path) -> Result<Option<f64>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(
+                Error::new(ErrorKind::Io, format!("cannot read {}", path.display())).with_source(e)
+            )
+        }
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::new(ErrorKind::InvalidInput, format!("{} is not JSON", path.display()))
+            .with_source(e)
+    })?;
+    match value.get("epochs").and_then(serde_json::Value::as_f64) {
+        Some(epochs) if epochs > 0.0 => Ok(Some(epochs)),
+        _ => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} has no positive \"epochs\"", path.display()),
+        )),
+    }
 }
 
 /// The default checkpoint interval.

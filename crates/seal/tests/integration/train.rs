@@ -59,3 +59,76 @@ fn training_forward_matches_the_inference_model_on_smollm2() {
     let tolerance = if int16 { 1e-2 } else { 2e-3 };
     assert!(worst < tolerance, "training forward is {worst} nats from the inference model");
 }
+
+/// `--budget-minutes`: the run trains the plan the budget fitted (the steps it announced, its
+/// learning-rate schedule), and `--resume` continues that same plan to its end.
+#[test]
+fn a_budget_fitted_run_trains_the_plan_it_announced_and_resumes_it() {
+    use seal::model::train::{run::Plan, AdamWSettings};
+    use seal::train::cpu::{self, CpuPlan};
+    use seal::train::data::{PairKind, TrainingPair};
+    use std::time::Duration;
+
+    let out = std::env::temp_dir().join(format!("seal-budget-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let words = ["cell", "gene", "protein", "virus", "enzyme", "tumor", "brain", "heart"];
+    let pairs: Vec<TrainingPair> = (0..320)
+        .map(|i| TrainingPair {
+            prompt: prompt(
+                PromptStyle::Plain,
+                PromptKind::Body,
+                &format!("what is {} {}", words[i % 8], i % 5),
+            ),
+            target: format!(" the {} of the {}", words[(i / 8) % 8], words[(i + 3) % 8]),
+            kind: PairKind::QuerySpan,
+        })
+        .collect();
+    let plan = |budget: Duration, resume: bool| CpuPlan {
+        gguf: common::smollm2_path(),
+        model_name: "smollm2-135m".into(),
+        out: out.clone(),
+        layers: Some(1),
+        run: Plan {
+            epochs: 10_000.0,
+            pairs_per_batch: 8.0,
+            adamw: AdamWSettings::default(),
+            warmup_fraction: 0.05,
+            seed: 1,
+            checkpoint_every: Duration::from_secs(3600),
+            // Only a safety net: the budget's own limit is shorter.
+            time_limit: Some(Duration::from_secs(60)),
+        },
+        max_len: 64,
+        resume,
+        budget: Some(budget),
+    };
+    // 10,000 epochs never fit in 3 seconds: the epochs shrink to what the probe says fits.
+    let mut announced = None;
+    let first = cpu::run(
+        &plan(Duration::from_secs(3), false),
+        &pairs,
+        |p| announced = Some((p.epochs, p.total_steps)),
+        |_| {},
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    let (epochs, total_steps) = announced.unwrap();
+    assert!(epochs < 10_000.0, "the budget fitted {epochs} epochs");
+    assert_eq!(first.total_steps, total_steps, "the run trains the plan it announced");
+    // Resuming with a budget continues the fitted plan (finished or not), not the asked one.
+    let second = cpu::run(
+        &plan(Duration::from_secs(600), true),
+        &pairs,
+        |p| assert_eq!((p.epochs, p.total_steps), (epochs, total_steps)),
+        |_| {},
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    assert!(second.finished);
+    assert_eq!(second.steps, total_steps);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["training"]["total_steps"], total_steps);
+    assert_eq!(manifest["training"]["epochs"], epochs);
+    std::fs::remove_dir_all(&out).unwrap();
+}
