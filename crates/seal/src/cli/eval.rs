@@ -9,8 +9,8 @@ use seal::eval::fusion::{fuse_runs, FusionMethod, Hybrid, Normalization};
 use seal::eval::harness::evaluate_run;
 use seal::eval::run::{read_trec_run, write_trec_run};
 use seal::eval::{evaluate, Dataset, EvalOptions, EvalReport, QueryFilter};
+use seal::eval::{SealRetriever, SideRanking};
 use seal::score::{Ranking, ScoringSettings};
-use seal::searcher::{SealRetriever, SideRanking};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -43,16 +43,6 @@ impl<R: Retriever + ?Sized> Retriever for &R {
     }
 }
 
-impl Retriever for crate::bm25::Bm25Index {
-    fn name(&self) -> &str {
-        "bm25"
-    }
-
-    fn retrieve(&self, query: &str, k: usize) -> Result<Vec<(String, Score)>> {
-        self.search(query, k)
-    }
-}
-
 /// How to run an evaluation.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {

@@ -11,14 +11,17 @@
 //! - [`run`]: TREC run files (read, write, sort as trec_eval does).
 //! - [`fusion`]: reciprocal-rank fusion and normalised score interpolation.
 //! - [`harness`]: the [`Retriever`] trait and [`evaluate`], which runs every query and measures.
+//! - [`retrievers`]: BM25 and SEAL ([`SealRetriever`]) as [`Retriever`]s.
 
 pub mod dataset;
 pub mod fusion;
 pub mod harness;
 pub mod metrics;
+pub mod retrievers;
 pub mod run;
 
 pub use dataset::{Dataset, Query, QueryFilter};
 pub use harness::{evaluate, EvalOptions, EvalReport, Retriever};
 pub use metrics::{Metrics, Qrels};
+pub use retrievers::{SealRetriever, SideRanking};
 pub use run::Run;

@@ -15,7 +15,8 @@
 //!    that occurs in the corpus, scored teacher-forced with the same body prompt (SEAL.md §6
 //!    quirk 4 is fixed: the reference rescored with the bare query, without its markers).
 //! 3. **Title n-grams**: the title prompt, decoding from the document boundary to the title
-//!    delimiter; only complete titles are kept, as `SEP T1 .. Tm @@` keys.
+//!    delimiter; complete titles become `SEP T1 .. Tm @@` keys, and titles still open at the length
+//!    limit become prefix keys `SEP T1 .. Tk` (`title_prefixes`, on by default; not in SEAL).
 //! 4. **Unigrams**: the body prompt's first-step distribution (its best `max_unigrams` tokens).
 //! 5. **Scoring** ([`crate::score`]): weights, two-stage intersective (or LM+FM) ranking. Before
 //!    it, body n-grams that end inside a word in most of their occurrences (`" autoph"`) are
@@ -27,20 +28,25 @@
 //!
 //! **Architecture Invariant**: search is deterministic for (index, model, query, settings): no
 //! randomness, no thread-count-dependent order.
+//!
+//! # Files
+//!
+//! - this file: [`Searcher`] (opening an index with its model, generating, ranking);
+//! - `response`: the settings and everything a search returns;
+//! - `candidates`: the query's own spans and the first-step unigrams;
+//! - `model_view`: the FM-index as the scorer's corpus, the model as the decoder's;
+//! - `evidence`: token spans of a hit back to character spans of its title and text.
 
-use crate::decode::{
-    constrained_beam_search, score_ngrams, BeamModel, BeamSettings, LogProbRows, Target,
-};
+use crate::decode::{constrained_beam_search, score_ngrams, Target};
 use crate::docstore::DocStore;
 use crate::indexer::{index_error, read_manifest, Manifest, DOCS_FILE, FM_INDEX_FILE};
 use crate::model::LanguageModel;
 use crate::model::{hub, tokenizer::Tokenizer};
-use crate::model::{DecodeState, Precision, StepOutput};
+use crate::model::{DecodeState, Precision};
 use crate::prompt::{prompt, prompt_prefix, PromptKind, PromptStyle};
-use crate::score::{Candidate, CorpusView, KeyOrigin, KeySet, ScoredDoc, Scorer, ScoringSettings};
-use crate::{DocId, Error, ErrorKind, Result, Score, TokenId};
+use crate::score::{Candidate, KeyOrigin, KeySet, ScoredDoc, Scorer, ScoringSettings};
+use crate::{Error, ErrorKind, Result, TokenId};
 use seal_index::FmIndex;
-use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,174 +54,17 @@ use std::time::Instant;
 /// Longest query accepted, in bytes; longer ones are an error rather than a slow search.
 pub const MAX_QUERY_BYTES: usize = 2048;
 
-/// Everything that can be set per query, with SEAL's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SearchSettings {
-    /// Passages to return.
-    pub k: usize,
-    /// Beam size and lengths.
-    pub beam: BeamSettings,
-    /// The prompt design.
-    pub prompt: PromptStyle,
-    /// Generate title n-grams too (SEAL: yes).
-    pub titles: bool,
-    /// Add the query's own 1-3-word spans (SEAL: yes).
-    pub query_ngrams: bool,
-    /// Weights and ranking.
-    pub scoring: ScoringSettings,
-    /// Compute evidence spans for the hits (re-tokenizes each returned passage); evaluation
-    /// switches it off.
-    pub evidence: bool,
-}
+mod candidates;
+mod evidence;
+mod model_view;
+mod response;
 
-impl Default for SearchSettings {
-    fn default() -> Self {
-        SearchSettings {
-            k: 10,
-            beam: BeamSettings::default(),
-            prompt: PromptStyle::default(),
-            titles: true,
-            query_ngrams: true,
-            scoring: ScoringSettings::default(),
-            evidence: true,
-        }
-    }
-}
-
-/// Where a generated n-gram came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NgramSource {
-    /// Constrained decoding of the body prompt.
-    Body,
-    /// A span of the query itself.
-    Query,
-    /// Constrained decoding of the title prompt (a complete title).
-    Title,
-    /// One of the best unigrams of the first-step distribution.
-    Unigram,
-}
-
-/// One weighted n-gram of a query, for display.
-#[derive(Debug, Clone, Serialize)]
-pub struct NgramReport {
-    /// The n-gram's text (titles without the separator).
-    pub text: String,
-    /// Where it came from.
-    pub source: NgramSource,
-    /// log P(n | query).
-    pub logprob: f64,
-    /// Occurrences in the corpus.
-    pub count: u64,
-    /// Its weight.
-    pub weight: f64,
-}
-
-/// Which field of a passage a span points into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Field {
-    /// The title.
-    Title,
-    /// The text.
-    Text,
-}
-
-/// A matched n-gram occurrence in a passage, in characters (Unicode scalar values) and bytes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Span {
-    /// The field the span is in.
-    pub field: Field,
-    /// First character.
-    pub start: usize,
-    /// One past the last character.
-    pub end: usize,
-    /// First byte (UTF-8).
-    pub byte_start: usize,
-    /// One past the last byte.
-    pub byte_end: usize,
-}
-
-/// Why a passage matched: one n-gram, what it added to the score, where it occurs.
-#[derive(Debug, Clone, Serialize)]
-pub struct Evidence {
-    /// The n-gram's text.
-    pub ngram: String,
-    /// Where the n-gram came from.
-    pub source: NgramSource,
-    /// The n-gram's weight.
-    pub weight: f64,
-    /// What it added to this passage's score (after coverage).
-    pub contribution: f64,
-    /// Its accepted occurrences.
-    pub spans: Vec<Span>,
-}
-
-/// One ranked passage.
-#[derive(Debug, Clone, Serialize)]
-pub struct Hit {
-    /// 1-based rank.
-    pub rank: usize,
-    /// The corpus's id of the passage.
-    pub id: String,
-    /// Internal document number.
-    pub doc: DocId,
-    /// Title.
-    pub title: String,
-    /// Text.
-    pub text: String,
-    /// Score (higher is better).
-    pub score: Score,
-    /// The matched n-grams, most contributing first.
-    pub evidence: Vec<Evidence>,
-}
-
-/// Time spent per stage, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Timings {
-    /// Body beam search (prompt + steps).
-    pub body_ms: f64,
-    /// Query n-gram scoring.
-    pub query_ngrams_ms: f64,
-    /// Title beam search.
-    pub titles_ms: f64,
-    /// Weights, ranking and evidence.
-    pub scoring_ms: f64,
-    /// The whole search.
-    pub total_ms: f64,
-    /// CPU time of the calling thread over the whole search (Linux; 0 elsewhere). With one
-    /// model thread (`RAYON_NUM_THREADS=1`) this is all of the query's compute, without the time
-    /// a busy machine kept it waiting.
-    pub thread_cpu_ms: f64,
-}
-
-/// The answer to one query.
-#[derive(Debug, Clone, Serialize)]
-pub struct SearchResponse {
-    /// The query as given.
-    pub query: String,
-    /// Ranked passages.
-    pub hits: Vec<Hit>,
-    /// Every weighted n-gram, heaviest first.
-    pub ngrams: Vec<NgramReport>,
-    /// Time per stage.
-    pub timings: Timings,
-}
-
-/// A query's generated n-grams before ranking ([`Searcher::generate`]).
-#[derive(Debug, Clone)]
-pub struct Generated {
-    /// The query as given.
-    pub query: String,
-    /// Body, query and title n-grams with log P(n | query), deduplicated, in that order.
-    pub candidates: Vec<Candidate>,
-    /// Where each candidate came from.
-    pub sources: Vec<NgramSource>,
-    /// The body prompt's first-step log-softmax (the unigrams' source).
-    pub first_step: Vec<f32>,
-    /// Time spent generating (`scoring_ms` is 0).
-    pub timings: Timings,
-}
+use candidates::best_unigrams;
+pub use candidates::query_spans;
+use evidence::SpanLocator;
+pub use model_view::FmCorpus;
+use model_view::ModelAdapter;
+pub use response::*;
 
 /// An opened index with its model: answers many queries, from many threads.
 pub struct Searcher {
@@ -713,7 +562,7 @@ fn short(fingerprint: &str) -> &str {
 }
 
 /// CPU time of the calling thread in ms (`/proc/thread-self/schedstat`), 0 where unavailable.
-fn thread_cpu_ms() -> f64 {
+pub(crate) fn thread_cpu_ms() -> f64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
@@ -722,348 +571,4 @@ fn thread_cpu_ms() -> f64 {
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
-}
-
-/// Every 1-3-word span of the query, each word as written or with its first letter upper-cased
-/// (SEAL.md §2 "Query n-grams"), deduplicated, in order of appearance.
-pub fn query_spans(query: &str) -> Vec<String> {
-    let words: Vec<&str> = query.split_whitespace().collect();
-    let mut out: Vec<String> = Vec::new();
-    let mut seen = HashSet::new();
-    for len in 1..=3usize {
-        for start in 0..words.len().saturating_sub(len - 1) {
-            let span = &words[start..start + len];
-            for mask in 0..(1u32 << len) {
-                let variant: Vec<String> = span
-                    .iter()
-                    .enumerate()
-                    .map(
-                        |(i, w)| if mask & (1 << i) != 0 { capitalize(w) } else { (*w).to_owned() },
-                    )
-                    .collect();
-                let text = variant.join(" ");
-                if seen.insert(text.clone()) {
-                    out.push(text);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn capitalize(word: &str) -> String {
-    let mut chars = word.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-/// The `n` most likely tokens of a first-step distribution, as `(token, logprob)`, best first
-/// (ties by token id).
-fn best_unigrams(first_step: &[f32], n: usize) -> Vec<(TokenId, f64)> {
-    let mut all: Vec<(TokenId, f64)> = first_step
-        .iter()
-        .enumerate()
-        .filter(|(_, lp)| lp.is_finite())
-        .map(|(i, &lp)| (i as TokenId, f64::from(lp)))
-        .collect();
-    let by = |a: &(TokenId, f64), b: &(TokenId, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if all.len() > n && n > 0 {
-        all.select_nth_unstable_by(n - 1, by);
-        all.truncate(n);
-    }
-    all.sort_by(by);
-    all
-}
-
-/// A [`Searcher`] with fixed settings, as an evaluation [`Retriever`](crate::eval::Retriever).
-pub struct SealRetriever {
-    /// The searcher.
-    pub searcher: Searcher,
-    /// Settings for every query; `k` and `evidence` are set per call.
-    pub settings: SearchSettings,
-    /// Name in tables and run files.
-    pub name: String,
-    /// Other rankings of the same generated n-grams, collected per query as a by-product (one
-    /// decode, several rankings: `seal eval --both-rankings`).
-    pub side_rankings: Vec<SideRanking>,
-    /// The [`Timings`] of every query answered, in order.
-    pub timings: std::sync::Mutex<Vec<Timings>>,
-}
-
-impl SealRetriever {
-    /// A retriever answering with `settings`, no side rankings.
-    pub fn new(searcher: Searcher, settings: SearchSettings, name: impl Into<String>) -> Self {
-        SealRetriever {
-            searcher,
-            settings,
-            name: name.into(),
-            side_rankings: Vec::new(),
-            timings: Default::default(),
-        }
-    }
-
-    /// Milliseconds per stage of every query so far, by stage name (`body`, `query_ngrams`,
-    /// `titles`, `scoring`, `total`, `thread_cpu`), for [`crate::eval::EvalReport::stages`].
-    /// With side rankings, `scoring` and `total` count the main ranking only and `thread_cpu`
-    /// counts them all.
-    pub fn stage_timings(&self) -> std::collections::BTreeMap<String, Vec<f64>> {
-        let timings = self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let stage = |f: fn(&Timings) -> f64| timings.iter().map(f).collect::<Vec<f64>>();
-        [
-            ("body", stage(|t| t.body_ms)),
-            ("query_ngrams", stage(|t| t.query_ngrams_ms)),
-            ("titles", stage(|t| t.titles_ms)),
-            ("scoring", stage(|t| t.scoring_ms)),
-            ("total", stage(|t| t.total_ms)),
-            ("thread_cpu", stage(|t| t.thread_cpu_ms)),
-        ]
-        .into_iter()
-        .map(|(name, ms)| (name.to_owned(), ms))
-        .collect()
-    }
-}
-
-/// Another ranking of the same generation as a [`SealRetriever`]'s main one: its scoring
-/// settings replace the main ones (the generation is shared, so only ranking-stage settings
-/// differ).
-pub struct SideRanking {
-    /// Its name in tables and run files (`seal-lm+fm`).
-    pub name: String,
-    /// Its scoring settings.
-    pub scoring: ScoringSettings,
-    /// Its results by query text.
-    pub results: std::sync::Mutex<std::collections::HashMap<String, Vec<(String, Score)>>>,
-}
-
-impl SideRanking {
-    /// An empty collection for `scoring`.
-    pub fn new(name: impl Into<String>, scoring: ScoringSettings) -> Self {
-        SideRanking { name: name.into(), scoring, results: Default::default() }
-    }
-
-    /// The collected results as a run keyed by query id (`queries`: (id, text) pairs; a text
-    /// asked twice gives both ids the same results).
-    pub fn run<'q>(
-        &self,
-        queries: impl IntoIterator<Item = (&'q str, &'q str)>,
-    ) -> crate::eval::run::Run {
-        let results = self.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        queries
-            .into_iter()
-            .filter_map(|(id, text)| Some((id.to_owned(), results.get(text)?.clone())))
-            .collect()
-    }
-}
-
-impl crate::eval::Retriever for SealRetriever {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn retrieve(&self, query: &str, k: usize) -> Result<Vec<(String, Score)>> {
-        let settings = SearchSettings { k, evidence: false, ..self.settings.clone() };
-        let hits = |response: SearchResponse| -> Vec<(String, Score)> {
-            response.hits.into_iter().map(|h| (h.id, h.score)).collect()
-        };
-        let record = |timings: Timings| {
-            self.timings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(timings);
-        };
-        if self.side_rankings.is_empty() {
-            let response = self.searcher.search(query, &settings)?;
-            record(response.timings.clone());
-            return Ok(hits(response));
-        }
-        let started_cpu = thread_cpu_ms();
-        let generated = self.searcher.generate(query, &settings)?;
-        for side in &self.side_rankings {
-            let side_settings =
-                SearchSettings { scoring: side.scoring.clone(), ..settings.clone() };
-            let ranked = hits(self.searcher.rank(&generated, &side_settings)?);
-            side.results
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(query.to_owned(), ranked);
-        }
-        let mut response = self.searcher.rank(&generated, &settings)?;
-        response.timings.thread_cpu_ms = thread_cpu_ms() - started_cpu;
-        record(response.timings.clone());
-        Ok(hits(response))
-    }
-}
-
-/// The FM-index as the scorer's [`CorpusView`].
-pub struct FmCorpus<'a>(pub &'a FmIndex);
-
-impl CorpusView for FmCorpus<'_> {
-    fn num_tokens(&self) -> u64 {
-        self.0.num_tokens() as u64
-    }
-    fn count(&self, ngram: &[TokenId]) -> u64 {
-        self.0.count(ngram)
-    }
-    fn occurrences(&self, ngram: &[TokenId], limit: usize) -> Vec<(DocId, usize)> {
-        let range = self.0.range(ngram);
-        self.0.occurrences(range, ngram.len()).take(limit).collect()
-    }
-    fn doc_tokens(&self, doc: DocId) -> Vec<TokenId> {
-        self.0.doc_tokens(doc)
-    }
-    fn separator(&self) -> Option<TokenId> {
-        Some(self.0.separator())
-    }
-}
-
-/// The llama model as the decoder's [`BeamModel`], for one query: a prompt that starts with one
-/// of the prefilled `prefixes` is continued from it, and the last prefill is remembered (the body
-/// prompt is decoded from and then scores the query n-grams), so neither the few-shot examples
-/// nor a query's prompt run twice. Same numbers as prefilling each prompt from scratch.
-struct ModelAdapter<'a> {
-    model: &'a LanguageModel,
-    prefixes: Vec<&'a PromptPrefix>,
-    last_prefill: std::cell::RefCell<Option<Prefilled>>,
-}
-
-/// A prompt, the state after it and its last log-softmax.
-type Prefilled = (Vec<TokenId>, DecodeState, Vec<f32>);
-
-impl LogProbRows for StepOutput {
-    fn row(&self, b: usize) -> &[f32] {
-        StepOutput::row(self, b)
-    }
-}
-
-impl BeamModel for ModelAdapter<'_> {
-    type State = DecodeState;
-    type Rows = StepOutput;
-
-    fn prefill(&self, prompt: &[TokenId]) -> Result<(DecodeState, Vec<f32>)> {
-        if let Some((tokens, state, first)) = self.last_prefill.borrow().as_ref() {
-            if tokens == prompt {
-                return Ok((state.clone(), first.clone()));
-            }
-        }
-        let prefix = self
-            .prefixes
-            .iter()
-            .find(|p| prompt.len() > p.tokens.len() && prompt.starts_with(&p.tokens));
-        let (state, first) = match prefix {
-            Some(p) => self.model.prefill_continue(&p.state, &prompt[p.tokens.len()..])?,
-            None => self.model.prefill(prompt)?,
-        };
-        *self.last_prefill.borrow_mut() = Some((prompt.to_vec(), state.clone(), first.clone()));
-        Ok((state, first))
-    }
-
-    fn step(
-        &self,
-        state: &mut DecodeState,
-        parents: &[usize],
-        tokens: &[TokenId],
-    ) -> Result<StepOutput> {
-        Ok(self.model.step(state, parents, tokens)?)
-    }
-
-    fn score_continuations(
-        &self,
-        prompt: &[TokenId],
-        continuations: &[Vec<TokenId>],
-    ) -> Result<Vec<Vec<f32>>> {
-        Ok(self.model.score_continuations(prompt, continuations)?)
-    }
-}
-
-/// Maps token spans of a passage's indexed string back to character spans of its title and text.
-struct SpanLocator<'a> {
-    title: &'a str,
-    text: &'a str,
-    /// Byte offsets of each token in the indexed string, when re-tokenizing it reproduced the
-    /// indexed tokens; `None` otherwise (then no spans are reported rather than wrong ones).
-    offsets: Option<Vec<(usize, usize)>>,
-    title_start: usize,
-    text_start: usize,
-}
-
-impl<'a> SpanLocator<'a> {
-    fn new(tokenizer: &Tokenizer, title: &'a str, text: &'a str) -> Self {
-        let passage = crate::corpus::Passage::new("", title, text);
-        let s = crate::indexer::indexed_string(&passage);
-        // The indexed string is " " + title + " @@ " + text when cleaning left the stored fields
-        // unchanged (the corpus reader stores cleaned fields, so it does).
-        let title_start = 1;
-        let text_start = s.len().saturating_sub(text.len());
-        let layout_ok = s.get(title_start..title_start + title.len()) == Some(title)
-            && s.get(text_start..) == Some(text);
-        let offsets = if layout_ok {
-            tokenizer.encode_with_offsets(&s).ok().map(|(_, offsets)| offsets)
-        } else {
-            None
-        };
-        SpanLocator { title, text, offsets, title_start, text_start }
-    }
-
-    /// The span of tokens `[start, start + len)` of the indexed string, if it lies in the title
-    /// or the text.
-    fn span(&self, start: usize, len: usize) -> Option<Span> {
-        let offsets = self.offsets.as_ref()?;
-        let first = offsets.get(start)?;
-        let last = offsets.get(start + len.max(1) - 1)?;
-        let (mut a, b) = (first.0, last.1);
-        let (field, base, content) = if a >= self.text_start {
-            (Field::Text, self.text_start, self.text)
-        } else if b <= self.title_start + self.title.len() + 1 {
-            (Field::Title, self.title_start, self.title)
-        } else {
-            // A span across the delimiter (a title key): report its title part.
-            (Field::Title, self.title_start, self.title)
-        };
-        a = a.max(base);
-        let b = b.min(base + content.len());
-        // Skip the space a word-initial token carries.
-        while a < b && content.as_bytes()[a - base] == b' ' {
-            a += 1;
-        }
-        if a >= b {
-            return None;
-        }
-        let (byte_start, byte_end) = (a - base, b - base);
-        if !content.is_char_boundary(byte_start) || !content.is_char_boundary(byte_end) {
-            return None;
-        }
-        Some(Span {
-            field,
-            start: content[..byte_start].chars().count(),
-            end: content[..byte_end].chars().count(),
-            byte_start,
-            byte_end,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_spans_cover_one_to_three_words_with_case_variants() {
-        let spans = query_spans("who wrote hamlet");
-        assert!(spans.contains(&"who".to_owned()));
-        assert!(spans.contains(&"Hamlet".to_owned()));
-        assert!(spans.contains(&"wrote Hamlet".to_owned()));
-        assert!(spans.contains(&"Who Wrote Hamlet".to_owned()));
-        assert!(spans.contains(&"who wrote hamlet".to_owned()));
-        // 3 words × 2 + 2 spans × 4 + 1 span × 8 variants.
-        assert_eq!(spans.len(), 6 + 8 + 8);
-        assert_eq!(query_spans("").len(), 0);
-        // Already-capitalized words give no duplicate variants.
-        assert_eq!(query_spans("NASA"), vec!["NASA".to_owned()]);
-    }
-
-    #[test]
-    fn best_unigrams_are_sorted_and_truncated() {
-        let lp = [-3.0f32, -1.0, f32::NEG_INFINITY, -1.0, -0.5];
-        assert_eq!(best_unigrams(&lp, 3), vec![(4, -0.5), (1, -1.0), (3, -1.0)]);
-        assert_eq!(best_unigrams(&lp, 10).len(), 4);
-    }
 }
