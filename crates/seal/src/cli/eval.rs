@@ -298,7 +298,7 @@ fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<Seal
             dir
         }
     };
-    let searcher = crate::cli::search::open_searcher_with_adapter(
+    let (searcher, trained_style) = crate::cli::search::open_searcher(
         Some(&index),
         args.model.as_deref(),
         Some(&cache),
@@ -307,9 +307,7 @@ fn seal_retriever(args: &EvalArgs, dataset: &Dataset) -> anyhow::Result<Box<Seal
         args.decode.precision.into(),
     )?;
     let mut settings = args.decode.to_settings();
-    if let Some(style) =
-        crate::cli::search::trained_prompt_style(args.model.as_deref(), args.adapter.as_deref())?
-    {
+    if let Some(style) = trained_style {
         settings.prompt = style;
     }
     Ok(Box::new(SealRetriever::new(searcher, settings, "seal")))

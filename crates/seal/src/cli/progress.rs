@@ -50,3 +50,9 @@ impl Bars {
         }
     }
 }
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

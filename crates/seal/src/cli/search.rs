@@ -4,19 +4,16 @@
 use super::progress::Bars;
 use anyhow::Context;
 use clap::Args;
-use seal::corpus::{CorpusFormat, ReadOptions};
 use seal::decode::BeamSettings;
-use seal::indexer::{build_index, read_manifest, ModelRef};
-use seal::model::{hub, tokenizer::Tokenizer, Precision};
+use seal::model::Precision;
 use seal::prompt::PromptStyle;
 use seal::score::{Ranking, ScoringSettings};
-use seal::searcher::{Field, Hit, SearchResponse, SearchSettings, Searcher};
+use seal::searcher::{Field, Hit, SearchResponse, SearchSettings, Searcher, SearcherBuilder};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The bundled sample corpus (Wikipedia passages, CC BY-SA 3.0; see data/sample/README.md).
-const SAMPLE_CORPUS: &str = include_str!("../../data/sample/corpus.jsonl");
 
 /// Search an index: the model writes n-grams for the query, the FM-index keeps those that occur,
 /// passages are ranked by the n-grams they contain.
@@ -151,89 +148,50 @@ impl DecodeArgs {
     }
 }
 
-/// Opens the searcher for `index` (or the bundled sample) with `model` (or the index's own).
-#[allow(dead_code)] // the entry point of other subcommands (serve)
-pub fn open_searcher(
-    index: Option<&Path>,
-    model: Option<&str>,
-    cache_dir: Option<&Path>,
-    progress: bool,
-) -> anyhow::Result<Searcher> {
-    open_searcher_with_adapter(index, model, cache_dir, progress, None, Precision::default())
-}
-
-/// [`open_searcher`] with a trained adapter (`seal train`) merged into the model and a choice of
-/// arithmetic.
-pub fn open_searcher_with_adapter(
+/// The library's [`SearcherBuilder`] as the subcommands use it: a download bar and the sample
+/// build's bars on stderr when `progress`.
+pub fn searcher_builder(
     index: Option<&Path>,
     model: Option<&str>,
     cache_dir: Option<&Path>,
     progress: bool,
     adapter: Option<&Path>,
     precision: Precision,
-) -> anyhow::Result<Searcher> {
-    let cache = cache_dir.map(Path::to_path_buf).unwrap_or_else(hub::default_cache_dir);
-    let dir = match index {
-        Some(dir) => dir.to_path_buf(),
-        None => sample_index(&cache, model.unwrap_or(hub::DEFAULT_MODEL), progress)?,
-    };
-    let manifest = read_manifest(&dir)?;
-    let model_name = model.map(str::to_owned).unwrap_or(manifest.model.name.clone());
-    let gguf = hub::resolve_model(&model_name, &cache, progress)?;
-    Searcher::open_with(&dir, &gguf, adapter, precision)
-        .with_context(|| format!("opening the index in {}", dir.display()))
+) -> SearcherBuilder {
+    let builder = SearcherBuilder::new()
+        .index(index)
+        .model(model)
+        .cache_dir(cache_dir)
+        .adapter(adapter)
+        .precision(precision)
+        .download_progress(progress);
+    if !progress {
+        return builder;
+    }
+    let bars = Bars::new(true);
+    // The bars finish when the builder drops them, after opening.
+    builder.on_progress(Box::new(move |stage, done, total| bars.update(stage, done, total)))
 }
 
-/// The prompt style a trained model must be searched with: the adapter's, or the one a merged
-/// GGUF records (`seal model merge`); `None` for a base model.
-pub fn trained_prompt_style(
+/// Opens a searcher as [`searcher_builder`] describes, with the prompt style a trained model
+/// must be searched with (`None` for a base model).
+pub fn open_searcher(
+    index: Option<&Path>,
     model: Option<&str>,
+    cache_dir: Option<&Path>,
+    progress: bool,
     adapter: Option<&Path>,
-) -> anyhow::Result<Option<PromptStyle>> {
-    if let Some(dir) = adapter {
-        return Ok(Some(seal::train::adapter::read_adapter_manifest(dir)?.prompt_style()?));
-    }
-    Ok(model.map(Path::new).filter(|p| p.is_file()).and_then(seal::train::adapter::prompt_style_of))
-}
-
-/// The index of the bundled sample for `model`, built on first use under the cache directory.
-fn sample_index(cache: &Path, model: &str, progress: bool) -> anyhow::Result<PathBuf> {
-    let gguf = hub::resolve_model(model, cache, progress)?;
-    let fingerprint = hub::fingerprint(&gguf)?;
-    let dir =
-        cache.join("indexes").join(format!("sample-{}", &fingerprint[..16.min(fingerprint.len())]));
-    if read_manifest(&dir).is_ok() {
-        return Ok(dir);
-    }
-    if progress {
-        eprintln!(
-            "indexing the bundled sample corpus (299 Wikipedia passages) into {}",
-            dir.display()
-        );
-    }
-    let reader = read_corpus_from_str(SAMPLE_CORPUS);
-    let passages = reader.collect::<seal::Result<Vec<_>>>()?;
-    let tokenizer = Tokenizer::from_gguf(&gguf)?;
-    let bars = Bars::new(progress);
-    build_index(
-        passages,
-        &tokenizer,
-        ModelRef { name: model.to_owned(), fingerprint },
-        &dir,
-        &|stage, done, total| bars.update(stage, done, total),
-    )?;
-    bars.finish();
-    Ok(dir)
-}
-
-fn read_corpus_from_str(text: &str) -> seal::corpus::CorpusReader {
-    seal::corpus::CorpusReader::from_str(text, CorpusFormat::BeirJsonl, ReadOptions::default())
+    precision: Precision,
+) -> anyhow::Result<(Searcher, Option<PromptStyle>)> {
+    let builder = searcher_builder(index, model, cache_dir, progress, adapter, precision);
+    let style = builder.trained_prompt_style()?;
+    Ok((builder.open()?, style))
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let mut settings = args.settings.to_settings();
     let progress = !args.json;
-    let searcher = open_searcher_with_adapter(
+    let (searcher, trained_style) = open_searcher(
         args.index.as_deref(),
         args.model.as_deref(),
         args.cache_dir.as_deref(),
@@ -241,7 +199,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         args.adapter.as_deref(),
         args.settings.decode.precision.into(),
     )?;
-    if let Some(style) = trained_prompt_style(args.model.as_deref(), args.adapter.as_deref())? {
+    if let Some(style) = trained_style {
         settings.prompt = style;
     }
     if let (Some(queries), Some(run)) = (&args.queries, &args.run) {
@@ -259,41 +217,6 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads `(id, text)` queries from BEIR JSONL or TSV.
-pub fn read_queries(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read queries from {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        if line.trim_start().starts_with('{') {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
-            let id = v.get("_id").or_else(|| v.get("id")).and_then(|x| x.as_str());
-            let q = v.get("text").or_else(|| v.get("query")).and_then(|x| x.as_str());
-            match (id, q) {
-                (Some(id), Some(q)) => out.push((id.to_owned(), q.to_owned())),
-                _ => anyhow::bail!(
-                    "{}:{}: expected \"_id\" and \"text\" fields",
-                    path.display(),
-                    i + 1
-                ),
-            }
-        } else {
-            let Some((id, q)) = line.split_once('\t') else {
-                anyhow::bail!("{}:{}: expected `id<TAB>query`", path.display(), i + 1);
-            };
-            if i == 0 && id == "id" {
-                continue;
-            }
-            out.push((id.to_owned(), q.to_owned()));
-        }
-    }
-    Ok(out)
-}
-
 fn run_batch(
     searcher: &Searcher,
     settings: &SearchSettings,
@@ -301,7 +224,8 @@ fn run_batch(
     run: &Path,
     json: bool,
 ) -> anyhow::Result<()> {
-    let queries = read_queries(queries)?;
+    let queries: Vec<(String, String)> =
+        seal::eval::dataset::read_queries(queries)?.into_iter().map(|q| (q.id, q.text)).collect();
     let bars = Bars::new(!json);
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(run).with_context(|| format!("cannot create {}", run.display()))?,

@@ -1,6 +1,6 @@
 //! `seal serve`: the HTTP API and search page over one index (the library's [`seal::serve`]).
 
-use super::search::{open_searcher_with_adapter, trained_prompt_style};
+use super::search::searcher_builder;
 use anyhow::Context;
 use clap::Args;
 use seal::searcher::MAX_QUERY_BYTES;
@@ -63,8 +63,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout < 1e6) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
-    let default_prompt =
-        trained_prompt_style(args.model.as_deref(), args.adapter.as_deref())?.unwrap_or_default();
+    let builder = searcher_builder(
+        args.index.as_deref(),
+        args.model.as_deref(),
+        args.cache_dir.as_deref(),
+        true,
+        args.adapter.as_deref(),
+        args.precision.into(),
+    );
+    let default_prompt = builder.trained_prompt_style()?.unwrap_or_default();
     let config = ServeConfig {
         addr: args.addr,
         workers,
@@ -75,14 +82,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         default_prompt,
     };
     config.validate()?;
-    let searcher = open_searcher_with_adapter(
-        args.index.as_deref(),
-        args.model.as_deref(),
-        args.cache_dir.as_deref(),
-        true,
-        args.adapter.as_deref(),
-        args.precision.into(),
-    )?;
+    let searcher = builder.open()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -262,11 +262,13 @@ impl Dataset {
     }
 }
 
-/// Reads `queries.jsonl`: `_id`, `text`, and `metadata.answers` when present.
+/// Reads queries, one a line: BEIR JSONL (`_id` or `id`, string or number; `text` or `query`;
+/// `metadata.answers` when present) or `id<TAB>query` (a first line `id<TAB>...` is a header).
+/// The one query reader of the crate: `seal eval` and `seal search --queries` both use it.
 ///
 /// # Errors
 ///
-/// When the file cannot be read or a line is not such an object (the message names the line).
+/// When the file cannot be read or a line is neither form (the message names the line).
 pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
     let file = std::fs::File::open(path).map_err(|e| {
         Error::new(ErrorKind::Io, format!("cannot open {}", path.display())).with_source(e)
@@ -280,15 +282,26 @@ pub fn read_queries(path: &Path) -> Result<Vec<Query>> {
         if line.trim().is_empty() {
             continue;
         }
+        if !line.trim_start().starts_with('{') {
+            let Some((id, text)) = line.split_once('\t') else {
+                return Err(bad("expected a JSON object or `id<TAB>query`".into()));
+            };
+            if index == 0 && id == "id" {
+                continue;
+            }
+            queries.push(Query { id: id.to_owned(), text: text.to_owned(), answers: Vec::new() });
+            continue;
+        }
         let value: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-        let id = match value.get("_id") {
+        let id = match value.get("_id").or_else(|| value.get("id")) {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => return Err(bad("missing `_id`".into())),
         };
         let text = value
             .get("text")
+            .or_else(|| value.get("query"))
             .and_then(|t| t.as_str())
             .ok_or_else(|| bad("missing `text`".into()))?
             .to_string();
@@ -322,5 +335,29 @@ mod tests {
         assert!(dashed.matches("doc-5"));
         assert!(QueryFilter::parse("q9-q1").is_err());
         assert!(QueryFilter::parse("abc").is_err());
+    }
+
+    #[test]
+    fn queries_read_as_jsonl_or_tsv() {
+        let dir = std::env::temp_dir().join(format!("seal-queries-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let read = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            read_queries(&path)
+        };
+        let pairs = |q: Vec<Query>| -> Vec<(String, String)> {
+            q.into_iter().map(|q| (q.id, q.text)).collect()
+        };
+        let want =
+            vec![("1".to_owned(), "who wrote hamlet".to_owned()), ("q2".into(), "dna".into())];
+        let jsonl = "{\"_id\": 1, \"text\": \"who wrote hamlet\"}\n\n{\"id\": \"q2\", \"query\": \"dna\"}\n";
+        assert_eq!(pairs(read("q.jsonl", jsonl).unwrap()), want);
+        let tsv = "id\tquery\n1\twho wrote hamlet\nq2\tdna\n";
+        assert_eq!(pairs(read("q.tsv", tsv).unwrap()), want);
+        let err = read("bad.tsv", "1\tok\nno tab here\n").unwrap_err().to_string();
+        assert!(err.contains(":2:"), "{err}");
+        assert!(read("bad.jsonl", "{\"text\": \"no id\"}\n").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -32,6 +32,8 @@
 //! # Files
 //!
 //! - this file: [`Searcher`] (opening an index with its model, generating, ranking);
+//! - `builder`: [`SearcherBuilder`], from "an index or the sample, a model name or path, an
+//!   adapter" to an open searcher and the prompt style a trained model needs;
 //! - `response`: the settings and everything a search returns;
 //! - `candidates`: the query's own spans and the first-step unigrams;
 //! - `model_view`: the FM-index as the scorer's corpus, the model as the decoder's;
@@ -54,11 +56,13 @@ use std::time::Instant;
 /// Longest query accepted, in bytes; longer ones are an error rather than a slow search.
 pub const MAX_QUERY_BYTES: usize = 2048;
 
+mod builder;
 mod candidates;
 mod evidence;
 mod model_view;
 mod response;
 
+pub use builder::{OpenProgress, SearcherBuilder, SAMPLE_CORPUS};
 use candidates::best_unigrams;
 pub use candidates::query_spans;
 use evidence::SpanLocator;
