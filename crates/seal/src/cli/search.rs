@@ -13,8 +13,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The bundled sample corpus (Wikipedia passages, CC BY-SA 3.0; see data/sample/README.md).
-
 /// Search an index: the model writes n-grams for the query, the FM-index keeps those that occur,
 /// passages are ranked by the n-grams they contain.
 ///

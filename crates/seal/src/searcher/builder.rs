@@ -11,8 +11,8 @@ use crate::prompt::PromptStyle;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// The bundled sample corpus (299 Wikipedia passages, CC BY-SA 3.0), searched when no index is
-/// given.
+/// The bundled sample corpus (299 Wikipedia passages, CC BY-SA 3.0; see data/sample/README.md),
+/// searched when no index is given.
 pub const SAMPLE_CORPUS: &str = include_str!("../../data/sample/corpus.jsonl");
 
 /// Progress of the work a builder may do before the searcher opens: `(stage, done, total)`.
