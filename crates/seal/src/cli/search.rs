@@ -85,9 +85,9 @@ pub struct DecodeArgs {
     /// (fragments like "autoph"); not in SEAL, chosen on dev queries (`false` = SEAL's behaviour).
     #[arg(long, value_name = "BOOL", default_value_t = ScoringSettings::default().whole_words, action = clap::ArgAction::Set)]
     pub whole_words: bool,
-    /// Also use title prefixes: a title hypothesis that starts only one title in the corpus
-    /// stops there, and titles still open after 15 tokens count as prefixes. Not in SEAL, whose
-    /// short Wikipedia titles end within 15 tokens (`false` = complete titles only, SEAL's way).
+    /// Also use title prefixes: titles still open after 15 generated tokens count as prefixes
+    /// (matching every passage whose title starts so). Not in SEAL, whose short Wikipedia titles
+    /// end within 15 tokens; SciFact's mostly do not (`false` = complete titles only, SEAL's way).
     #[arg(long, value_name = "BOOL", default_value_t = BeamSettings::default().title_prefixes, action = clap::ArgAction::Set)]
     pub title_prefixes: bool,
     /// The model's arithmetic: exact (the default) or int8 (llama.cpp's, about 35 % less model
