@@ -125,6 +125,11 @@ pub struct EvalArgs {
     /// the same decode (to choose it on train/dev queries); written to <out>/seal-whole-words-<on|off>/.
     #[arg(long)]
     compare_whole_words: bool,
+    /// With --system seal: also rank each query with these --length-norm values (comma
+    /// separated, e.g. `0,0.25,0.75`), from the same decode (to choose it on train/dev queries);
+    /// written to <out>/seal-length-norm-<b>/.
+    #[arg(long, value_name = "B,B,...", value_delimiter = ',')]
+    compare_length_norm: Vec<f64>,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -203,6 +208,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                     let scoring = ScoringSettings { whole_words, ..main.clone() };
                     seal.side_rankings.push(SideRanking::new(name, scoring));
                 }
+                for &length_norm in &args.compare_length_norm {
+                    let scoring = ScoringSettings { length_norm, ..main.clone() };
+                    scoring.validate()?;
+                    let name = format!("seal-length-norm-{length_norm}");
+                    seal.side_rankings.push(SideRanking::new(name, scoring));
+                }
                 let mut report = evaluate(&dataset, &seal, &options)?;
                 report.stages = seal.stage_timings();
                 for side in &seal.side_rankings {
@@ -221,8 +232,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 report
             }
             System::Hybrid => {
-                if args.both_rankings || args.compare_whole_words {
-                    bail!("--both-rankings and --compare-whole-words work with --system seal");
+                if args.both_rankings
+                    || args.compare_whole_words
+                    || !args.compare_length_norm.is_empty()
+                {
+                    bail!(
+                        "--both-rankings, --compare-whole-words and --compare-length-norm work \
+                         with --system seal"
+                    );
                 }
                 let seal = seal_retriever(&args, &dataset)?;
                 let bm25 = bm25_index(&dataset, args.bm25_index.as_deref())?.with_params(params);

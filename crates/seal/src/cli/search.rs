@@ -90,6 +90,12 @@ pub struct DecodeArgs {
     /// end within 15 tokens; SciFact's mostly do not (`false` = complete titles only, SEAL's way).
     #[arg(long, value_name = "BOOL", default_value_t = BeamSettings::default().title_prefixes, action = clap::ArgAction::Set)]
     pub title_prefixes: bool,
+    /// Length normalization of intersective scores, b in [0, 1]: a passage's score is divided by
+    /// 1 − b + b·(its tokens / the mean), so long passages stop topping unrelated queries. Not in
+    /// SEAL (`0` = SEAL's behaviour, right for equal-length passages); the default was chosen on
+    /// dev queries (BENCHMARKS.md, "Length normalization").
+    #[arg(long, value_name = "B", default_value_t = ScoringSettings::default().length_norm)]
+    pub length_norm: f64,
     /// The model's arithmetic: exact (the default) or int8 (llama.cpp's, about 35 % less model
     /// time per query).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Exact)]
@@ -139,6 +145,7 @@ impl DecodeArgs {
             scoring: ScoringSettings {
                 ranking: self.ranking,
                 whole_words: self.whole_words,
+                length_norm: self.length_norm,
                 ..ScoringSettings::default()
             },
             ..SearchSettings::default()

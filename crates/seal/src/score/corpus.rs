@@ -32,6 +32,16 @@ pub trait CorpusView {
     /// The forward tokens of `doc`, without the separator.
     fn doc_tokens(&self, doc: DocId) -> Vec<TokenId>;
 
+    /// The number of documents.
+    fn num_docs(&self) -> usize;
+
+    /// The mean document length in tokens (separators left out), at least 1.
+    fn mean_doc_len(&self) -> f64 {
+        let docs = self.num_docs().max(1) as f64;
+        let separators = if self.separator().is_some() { docs } else { 0.0 };
+        ((self.num_tokens() as f64 - separators) / docs).max(1.0)
+    }
+
     /// The document separator, if keys may begin with it (title keys). `None` by default: then
     /// nothing stands before a document's first token.
     fn separator(&self) -> Option<TokenId> {
@@ -51,6 +61,9 @@ impl<T: CorpusView + ?Sized> CorpusView for &T {
     }
     fn doc_tokens(&self, doc: DocId) -> Vec<TokenId> {
         (**self).doc_tokens(doc)
+    }
+    fn num_docs(&self) -> usize {
+        (**self).num_docs()
     }
     fn separator(&self) -> Option<TokenId> {
         (**self).separator()
@@ -114,6 +127,10 @@ impl NaiveCorpus {
 }
 
 impl CorpusView for NaiveCorpus {
+    fn num_docs(&self) -> usize {
+        self.docs.len()
+    }
+
     fn num_tokens(&self) -> u64 {
         let separators = if self.separator.is_some() { self.docs.len() } else { 0 };
         (self.docs.iter().map(Vec::len).sum::<usize>() + separators) as u64

@@ -6,6 +6,20 @@
 use crate::{DocId, Score, TokenId};
 use serde::Serialize;
 
+impl ScoredDoc {
+    /// Multiplies the score and every contribution by `factor` (length normalization), so that
+    /// the contributions still sum to the score.
+    pub fn scale(&mut self, factor: f64) {
+        self.score *= factor;
+        for m in &mut self.matches {
+            m.contribution *= factor;
+        }
+        for u in &mut self.unigrams {
+            u.contribution *= factor;
+        }
+    }
+}
+
 /// One accepted occurrence of a key in a document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Match {

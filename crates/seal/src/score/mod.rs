@@ -189,7 +189,19 @@ pub struct ScoringSettings {
     /// on by default because it raised zero-shot SEAL's nDCG@10 on both dev sets (SciFact train
     /// first 100: 0.465 → 0.483; NQ q0000-q0099: 0.470 → 0.490; BENCHMARKS.md, "Whole words").
     pub whole_words: bool,
+    /// Pivoted length normalization of intersective scores, `b` in `[0, 1]`: a fully scored
+    /// document's score (and every contribution to it) is divided by `1 − b + b·len/avg_len`
+    /// (its tokens against the corpus's mean), as BM25 normalizes term frequencies. 0 is SEAL's
+    /// behaviour. Not in SEAL, whose passages all have 100 words; where lengths vary (SciFact:
+    /// 1,500-word abstracts beside a median of 192 words) a long document collects matches of
+    /// generic n-grams by its length alone and tops unrelated queries (BENCHMARKS.md, "Length
+    /// normalization"). LM+FM (one n-gram per document) is left as it is.
+    pub length_norm: f64,
 }
+
+/// The default [`ScoringSettings::length_norm`], chosen on dev queries (BENCHMARKS.md, "Length
+/// normalization").
+pub const DEFAULT_LENGTH_NORM: f64 = 0.5;
 
 impl Default for ScoringSettings {
     fn default() -> Self {
@@ -208,6 +220,7 @@ impl Default for ScoringSettings {
             unigram_exponent: UnigramExponent::One,
             frequent_fallback: true,
             whole_words: true,
+            length_norm: DEFAULT_LENGTH_NORM,
         }
     }
 }
@@ -230,6 +243,12 @@ impl ScoringSettings {
             return bad(format!(
                 "scoring smoothing must be finite and >= 0 (SEAL uses 5), got {}",
                 self.smoothing
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.length_norm) {
+            return bad(format!(
+                "length normalization b must be in [0, 1] (0: SEAL's behaviour), got {}",
+                self.length_norm
             ));
         }
         if !(0.0..=1.0).contains(&self.beta) {

@@ -42,10 +42,18 @@ pub(crate) fn rank<C: CorpusView + ?Sized>(
     keys: &KeySet,
 ) -> Vec<ScoredDoc> {
     let separator = corpus.separator();
+    let normalize = settings.length_norm > 0.0 && settings.ranking == Ranking::Intersective;
+    let mean_len = corpus.mean_doc_len();
     let mut results: Vec<ScoredDoc> = first_stage(settings, corpus, keys)
         .into_iter()
         .map(|(doc, _)| {
-            matcher::score_document(settings, keys, doc, &corpus.doc_tokens(doc), separator)
+            let tokens = corpus.doc_tokens(doc);
+            let mut scored = matcher::score_document(settings, keys, doc, &tokens, separator);
+            if normalize {
+                let b = settings.length_norm;
+                scored.scale(1.0 / (1.0 - b + b * tokens.len() as f64 / mean_len));
+            }
+            scored
         })
         .collect();
     results.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
@@ -130,6 +138,11 @@ mod tests {
         Key { tokens: tokens.to_vec(), logprob: -1.0, count, weight, origin: KeyOrigin::Candidate }
     }
 
+    /// SEAL's own scoring: no length normalization (the tests below check SEAL's two stages).
+    fn seal_settings() -> ScoringSettings {
+        ScoringSettings { length_norm: 0.0, ..ScoringSettings::default() }
+    }
+
     fn scorer(settings: ScoringSettings) -> Scorer {
         Scorer::new(settings).unwrap()
     }
@@ -162,13 +175,13 @@ mod tests {
         ]);
         let keys =
             vec![key(&[2, 3], 5.0, 2), key(&[3, 4], 4.0, 1), key(&[4], 1.0, 2), key(&[9], 0.5, 2)];
-        let s = scorer(ScoringSettings { rare_threshold: 1, ..Default::default() });
+        let s = scorer(ScoringSettings { rare_threshold: 1, ..seal_settings() });
         let ranked = s.rank(&corpus, &s.key_set(keys.clone(), vec![]));
         assert_eq!(ranked.iter().map(|d| (d.doc, d.score)).collect::<Vec<_>>(), vec![(0, 6.0)]);
 
         // rare_threshold 2: A, B, C, D rare → docs 0, 1, 3 are candidates.
         // doc 0 = 6 (above); doc 1: C → 1; doc 3: A → +5, D at 2 → +0.5 ({9} new), D at 3 repeat.
-        let s = scorer(ScoringSettings { rare_threshold: 2, ..Default::default() });
+        let s = scorer(ScoringSettings { rare_threshold: 2, ..seal_settings() });
         let ranked = s.rank(&corpus, &s.key_set(keys.clone(), vec![]));
         assert_eq!(
             ranked.iter().map(|d| (d.doc, d.score)).collect::<Vec<_>>(),
@@ -179,18 +192,17 @@ mod tests {
         // (exact overlap: quirk 2 fixed), C at 3 overlaps B? no: B was not accepted, so C at
         // 3..4 is free → 5 + 1·(1 − 0.8 + 0.8·1) = 6; doc 3: A 5 + D 0.5 = 5.5; doc 1: C = 1.
         // → docs 0 and 3 are fully scored, doc 1 is cut.
-        let s =
-            scorer(ScoringSettings { rare_threshold: 2, num_candidates: 2, ..Default::default() });
+        let s = scorer(ScoringSettings { rare_threshold: 2, num_candidates: 2, ..seal_settings() });
         let ranked = s.rank(&corpus, &s.key_set(keys.clone(), vec![]));
         assert_eq!(ranked.iter().map(|d| d.doc).collect::<Vec<_>>(), vec![0, 3]);
 
         // No rare key at all (rare_threshold 0): the fallback uses every key; without it, nothing.
-        let s = scorer(ScoringSettings { rare_threshold: 0, ..Default::default() });
+        let s = scorer(ScoringSettings { rare_threshold: 0, ..seal_settings() });
         assert_eq!(s.rank(&corpus, &s.key_set(keys.clone(), vec![])).len(), 3);
         let s = scorer(ScoringSettings {
             rare_threshold: 0,
             frequent_fallback: false,
-            ..Default::default()
+            ..seal_settings()
         });
         assert!(s.rank(&corpus, &s.key_set(keys, vec![])).is_empty());
     }
@@ -206,7 +218,7 @@ mod tests {
         // (7 > 6.5); the shifted intervals would have kept doc 1 (4 < 6.5).
         let corpus = NaiveCorpus::new(vec![vec![1, 2, 3, 4], vec![7, 8]]);
         let keys = vec![key(&[1, 2, 3], 4.0, 1), key(&[4], 3.0, 1), key(&[7, 8], 6.5, 1)];
-        let s = scorer(ScoringSettings { num_candidates: 1, ..Default::default() });
+        let s = scorer(ScoringSettings { num_candidates: 1, ..seal_settings() });
         let ranked = s.rank(&corpus, &s.key_set(keys, vec![]));
         assert_eq!(ranked.iter().map(|d| (d.doc, d.score)).collect::<Vec<_>>(), vec![(0, 7.0)]);
     }
@@ -214,10 +226,10 @@ mod tests {
     #[test]
     fn ties_are_broken_by_doc_id() {
         let corpus = NaiveCorpus::new(vec![vec![3, 1], vec![1, 2], vec![1], vec![9]]);
-        let s = scorer(ScoringSettings::default());
+        let s = scorer(seal_settings());
         let ranked = s.rank(&corpus, &s.key_set(vec![key(&[1], 2.0, 3)], vec![]));
         assert_eq!(ranked.iter().map(|d| d.doc).collect::<Vec<_>>(), vec![0, 1, 2]);
-        let s = scorer(ScoringSettings { num_candidates: 2, ..Default::default() });
+        let s = scorer(ScoringSettings { num_candidates: 2, ..seal_settings() });
         let ranked = s.rank(&corpus, &s.key_set(vec![key(&[1], 2.0, 3)], vec![]));
         assert_eq!(ranked.iter().map(|d| d.doc).collect::<Vec<_>>(), vec![0, 1]);
     }
@@ -229,7 +241,7 @@ mod tests {
             NaiveCorpus::new(vec![vec![7, 8, 50, 9, 9], vec![9, 50, 7, 8]]).with_separator(0);
         let candidates: Vec<Candidate> =
             vec![(vec![0, 7, 8, 50], -0.2).into(), (vec![7, 8], -0.5).into()];
-        let s = scorer(ScoringSettings::default());
+        let s = scorer(seal_settings());
         let keys = s.keys(&corpus, &candidates, &[]);
         let ranked = s.rank(&corpus, &keys);
         assert_eq!(ranked[0].doc, 0);
@@ -342,7 +354,7 @@ mod tests {
             let ranking = if lm_fm { Ranking::LmFm } else { Ranking::Intersective };
             let settings = ScoringSettings {
                 rare_threshold, max_occurrences, num_candidates, ranking, frequent_fallback,
-                ..Default::default()
+                ..seal_settings()
             };
             let corpus = NaiveCorpus::new(docs.clone()).with_separator(0);
             let s = scorer(settings.clone());
@@ -377,7 +389,7 @@ mod tests {
             let ranking = if lm_fm { Ranking::LmFm } else { Ranking::Intersective };
             let s = scorer(ScoringSettings {
                 rare_threshold: u64::MAX, max_occurrences: usize::MAX, num_candidates: usize::MAX, ranking,
-                ..Default::default()
+                ..seal_settings()
             });
             let keys = s.keys(&corpus, &candidates, &unigram);
             let ranked = s.rank(&corpus, &keys);
@@ -404,7 +416,7 @@ mod tests {
             num_candidates in 1usize..4,
         ) {
             let corpus = NaiveCorpus::new(docs.clone()).with_separator(0);
-            let s = scorer(ScoringSettings { rare_threshold, max_occurrences, num_candidates, ..Default::default() });
+            let s = scorer(ScoringSettings { rare_threshold, max_occurrences, num_candidates, ..seal_settings() });
             let keys = s.keys(&corpus, &candidates, &[]);
             let ranked = s.rank(&corpus, &keys);
             prop_assert!(ranked.len() <= num_candidates);
@@ -413,6 +425,39 @@ mod tests {
             }
             for d in &ranked {
                 prop_assert_eq!(d, &s.score_document(&keys, d.doc, &docs[d.doc as usize], Some(0)));
+            }
+        }
+
+        /// With length normalization b, intersective ranking scores the same candidates as
+        /// SEAL's, each divided by `1 − b + b·len/mean_len` (mean over the whole corpus), its
+        /// contributions scaled alike so that they still sum to the score, re-sorted.
+        #[test]
+        fn length_normalization_divides_each_full_score_by_its_pivoted_length(
+            docs in arb_corpus(),
+            candidates in arb_candidates(),
+            b in 0.0f64..=1.0,
+        ) {
+            let corpus = NaiveCorpus::new(docs.clone()).with_separator(0);
+            let plain = scorer(seal_settings());
+            let normalized = scorer(ScoringSettings { length_norm: b, ..seal_settings() });
+            let keys = plain.keys(&corpus, &candidates, &[]);
+            let mean = docs.iter().map(Vec::len).sum::<usize>() as f64 / docs.len() as f64;
+            let mut expected: Vec<ScoredDoc> = plain.rank(&corpus, &keys).into_iter().map(|mut d| {
+                let factor = 1.0 / (1.0 - b + b * docs[d.doc as usize].len() as f64 / mean.max(1.0));
+                d.score *= factor;
+                d.matches.iter_mut().for_each(|m| m.contribution *= factor);
+                d.unigrams.iter_mut().for_each(|u| u.contribution *= factor);
+                d
+            }).collect();
+            expected.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+            let got = normalized.rank(&corpus, &keys);
+            prop_assert_eq!(got.len(), expected.len());
+            for (g, e) in got.iter().zip(&expected) {
+                prop_assert_eq!(g.doc, e.doc);
+                prop_assert!((g.score - e.score).abs() <= 1e-9 * e.score.abs().max(1.0));
+                let sum: f64 = g.matches.iter().map(|m| m.contribution).sum::<f64>()
+                    + g.unigrams.iter().map(|u| u.contribution).sum::<f64>();
+                prop_assert!((sum - g.score).abs() <= 1e-9 * g.score.abs().max(1.0));
             }
         }
     }

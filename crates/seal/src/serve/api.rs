@@ -37,6 +37,8 @@ pub struct SearchRequest {
     pub title_prefixes: Option<bool>,
     /// `"intersective"` (default) or `"lm+fm"`.
     pub ranking: Option<String>,
+    /// Length normalization of intersective scores, `0..=1` (default 0.5; 0 = SEAL's).
+    pub length_norm: Option<f64>,
     /// `"few-shot"` (default) or `"plain"`.
     pub prompt: Option<String>,
     /// Generate title n-grams (default true).
@@ -51,7 +53,7 @@ pub struct SearchRequest {
 
 /// The fields a [`SearchRequest`] accepts, in declaration order (checked against the struct and
 /// the OpenAPI description by tests).
-pub const SEARCH_REQUEST_FIELDS: [&str; 12] = [
+pub const SEARCH_REQUEST_FIELDS: [&str; 13] = [
     "query",
     "k",
     "beam",
@@ -59,6 +61,7 @@ pub const SEARCH_REQUEST_FIELDS: [&str; 12] = [
     "max_title_tokens",
     "title_prefixes",
     "ranking",
+    "length_norm",
     "prompt",
     "titles",
     "query_ngrams",
@@ -139,6 +142,15 @@ impl SearchRequest {
                 )))
             }
         };
+        let length_norm = match self.length_norm {
+            None => defaults.scoring.length_norm,
+            Some(b) if (0.0..=1.0).contains(&b) => b,
+            Some(b) => {
+                return Err(ApiError::bad_request(format!(
+                    "\"length_norm\" is {b}; use a number from 0 (SEAL's scoring) to 1"
+                )))
+            }
+        };
         let prompt = match self.prompt.as_deref() {
             None => default_prompt,
             Some(name) => name
@@ -156,7 +168,7 @@ impl SearchRequest {
             prompt,
             titles: self.titles.unwrap_or(defaults.titles),
             query_ngrams: self.query_ngrams.unwrap_or(defaults.query_ngrams),
-            scoring: ScoringSettings { ranking, ..defaults.scoring },
+            scoring: ScoringSettings { ranking, length_norm, ..defaults.scoring },
             evidence: self.evidence.unwrap_or(defaults.evidence),
         };
         Ok(ValidSearch { query, settings, include_ngrams: self.ngrams.unwrap_or(true) })
@@ -367,7 +379,7 @@ mod tests {
     fn every_field_maps_onto_the_settings() {
         let v = validate(
             r#"{"query":"q","k":3,"beam":5,"max_tokens":4,"max_title_tokens":6,"title_prefixes":false,
-                "ranking":"lm+fm",
+                "ranking":"lm+fm","length_norm":0.25,
                 "prompt":"plain","titles":false,"query_ngrams":false,"evidence":false,"ngrams":false}"#,
         )
         .unwrap();
@@ -382,7 +394,11 @@ mod tests {
             prompt: PromptStyle::Plain,
             titles: false,
             query_ngrams: false,
-            scoring: ScoringSettings { ranking: Ranking::LmFm, ..ScoringSettings::default() },
+            scoring: ScoringSettings {
+                ranking: Ranking::LmFm,
+                length_norm: 0.25,
+                ..ScoringSettings::default()
+            },
             evidence: false,
         };
         assert_eq!(v.settings, expected);
@@ -432,6 +448,7 @@ mod tests {
             error(r#"{"query": "q", "ranking": "bm25"}"#).contains("\"intersective\" or \"lm+fm\"")
         );
         assert!(error(r#"{"query": "q", "prompt": "zero"}"#).contains("few-shot"));
+        assert!(error(r#"{"query": "q", "length_norm": 1.5}"#).contains("\"length_norm\" is 1.5"));
         assert!(
             error(r#"{"query": "q", "temperature": 1}"#).contains("unknown field `temperature`")
         );

@@ -25,6 +25,9 @@ impl CorpusView for Fm {
     fn doc_tokens(&self, doc: DocId) -> Vec<TokenId> {
         self.0.doc_tokens(doc)
     }
+    fn num_docs(&self) -> usize {
+        self.0.num_docs()
+    }
     fn separator(&self) -> Option<TokenId> {
         Some(self.0.separator())
     }
