@@ -201,7 +201,7 @@ pub struct ScoringSettings {
 
 /// The default [`ScoringSettings::length_norm`], chosen on dev queries (BENCHMARKS.md, "Length
 /// normalization").
-pub const DEFAULT_LENGTH_NORM: f64 = 0.5;
+pub const DEFAULT_LENGTH_NORM: f64 = 0.25;
 
 impl Default for ScoringSettings {
     fn default() -> Self {

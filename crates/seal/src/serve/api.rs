@@ -37,7 +37,7 @@ pub struct SearchRequest {
     pub title_prefixes: Option<bool>,
     /// `"intersective"` (default) or `"lm+fm"`.
     pub ranking: Option<String>,
-    /// Length normalization of intersective scores, `0..=1` (default 0.5; 0 = SEAL's).
+    /// Length normalization of intersective scores, `0..=1` (default 0.25; 0 = SEAL's).
     pub length_norm: Option<f64>,
     /// `"few-shot"` (default) or `"plain"`.
     pub prompt: Option<String>,
@@ -379,7 +379,7 @@ mod tests {
     fn every_field_maps_onto_the_settings() {
         let v = validate(
             r#"{"query":"q","k":3,"beam":5,"max_tokens":4,"max_title_tokens":6,"title_prefixes":false,
-                "ranking":"lm+fm","length_norm":0.25,
+                "ranking":"lm+fm","length_norm":0.75,
                 "prompt":"plain","titles":false,"query_ngrams":false,"evidence":false,"ngrams":false}"#,
         )
         .unwrap();
@@ -396,7 +396,7 @@ mod tests {
             query_ngrams: false,
             scoring: ScoringSettings {
                 ranking: Ranking::LmFm,
-                length_norm: 0.25,
+                length_norm: 0.75,
                 ..ScoringSettings::default()
             },
             evidence: false,
