@@ -28,6 +28,12 @@ impl CorpusView for FmCorpus<'_> {
     fn num_docs(&self) -> usize {
         self.0.num_docs()
     }
+    fn mean_doc_len(&self) -> f64 {
+        // The indexed text is every document and its separator, then a trailing separator.
+        let docs = self.0.num_docs().max(1);
+        let tokens = self.0.num_tokens().saturating_sub(self.0.num_docs() + 1);
+        (tokens as f64 / docs as f64).max(1.0)
+    }
     fn separator(&self) -> Option<TokenId> {
         Some(self.0.separator())
     }
