@@ -4,47 +4,19 @@
 
 use proptest::prelude::*;
 use seal::score::{Candidate, CorpusView, NaiveCorpus, Ranking, Scorer, ScoringSettings};
-use seal::{DocId, TokenId};
+use seal::searcher::FmCorpus;
+use seal::TokenId;
 use seal_index::{FmIndex, FmIndexBuilder};
 use std::time::Instant;
 
-/// The FM-index seen through [`CorpusView`]: the few lines the searcher needs, checked here
+/// The FM-index of `docs`, to be seen through the searcher's own [`FmCorpus`] and checked
 /// against [`NaiveCorpus`].
-struct Fm(FmIndex);
-
-impl CorpusView for Fm {
-    fn num_tokens(&self) -> u64 {
-        self.0.num_tokens() as u64
-    }
-    fn count(&self, ngram: &[TokenId]) -> u64 {
-        self.0.count(ngram)
-    }
-    fn occurrences(&self, ngram: &[TokenId], limit: usize) -> Vec<(DocId, usize)> {
-        self.0.occurrences(self.0.range(ngram), ngram.len()).take(limit).collect()
-    }
-    fn doc_tokens(&self, doc: DocId) -> Vec<TokenId> {
-        self.0.doc_tokens(doc)
-    }
-    fn num_docs(&self) -> usize {
-        self.0.num_docs()
-    }
-    fn mean_doc_len(&self) -> f64 {
-        // As the searcher's view: documents, their separators, one trailing separator.
-        let docs = self.0.num_docs().max(1);
-        let tokens = self.0.num_tokens().saturating_sub(self.0.num_docs() + 1);
-        (tokens as f64 / docs as f64).max(1.0)
-    }
-    fn separator(&self) -> Option<TokenId> {
-        Some(self.0.separator())
-    }
-}
-
-fn fm_index(docs: &[Vec<TokenId>], separator: TokenId) -> Fm {
+fn fm_index(docs: &[Vec<TokenId>], separator: TokenId) -> FmIndex {
     let mut builder = FmIndexBuilder::new(separator).sa_sample_rate(4);
     for doc in docs {
         builder.push_document(doc).unwrap();
     }
-    Fm(builder.build().unwrap())
+    builder.build().unwrap()
 }
 
 proptest! {
@@ -64,7 +36,8 @@ proptest! {
         length_norm in prop::sample::select(vec![0.0f64, 0.25, 1.0]),
     ) {
         prop_assume!(docs.iter().any(|d| !d.is_empty()), "an index needs at least one token");
-        let fm = fm_index(&docs, 0);
+        let index = fm_index(&docs, 0);
+        let fm = FmCorpus(&index);
         let naive = NaiveCorpus::new(docs.clone()).with_separator(0);
         let candidates: Vec<Candidate> = candidates
             .into_iter()
@@ -227,14 +200,15 @@ fn time_full_scoring_at_seal_sizes() {
 
     // The same query end to end over the FM-index (SEAL's sample rate 32): keys (counts), first
     // stage (one locate per occurrence of a rare key), full scoring (one doc_tokens per candidate).
-    let fm = Fm(docs
+    let index = docs
         .iter()
         .fold(FmIndexBuilder::new(0), |mut b, d| {
             b.push_document(d).unwrap();
             b
         })
         .build()
-        .unwrap());
+        .unwrap();
+    let fm = FmCorpus(&index);
     let (cpu_start, start) = (thread_cpu_ns(), Instant::now());
     let fm_keys = scorer.keys(&fm, &candidates, &unigrams);
     let (cpu_keys, keys_time) = (thread_cpu_ns(), start.elapsed());
