@@ -335,7 +335,12 @@ pub fn constrained_beam_search<M: BeamModel>(
                 for beam in next {
                     let title = &beam.tokens[..beam.tokens.len() - beam.in_delimiter];
                     if !title.is_empty() {
-                        let range = index.range(&[&[separator], title].concat());
+                        // The beam's range is its title's unless it began the delimiter.
+                        let range = if beam.in_delimiter == 0 {
+                            beam.range
+                        } else {
+                            index.range(&[&[separator], title].concat())
+                        };
                         out.ngrams.push(Generated {
                             tokens: title.to_vec(),
                             logprob: beam.score,
