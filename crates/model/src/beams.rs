@@ -5,7 +5,8 @@
 //! A family ([`super::llama`], [`super::gemma`]) implements [`Network`]: one forward pass over a
 //! batch of rows that each attend to their own list of cache entries, and its output head. The
 //! bookkeeping here (argument checks, beam paths, positions, which entries each row attends to,
-//! normalizers) is the same for all of them, so it lives once.
+//! normalizers) is the same for all of them, so it lives once; [`crate::LanguageModel`] calls it
+//! with whichever family it loaded.
 //!
 //! **Architecture Invariant**: rows interact only through the cache entries they attend to, so a
 //! beam's numbers do not depend on the batch it is in (with batch-invariant kernels: bit for bit).
@@ -71,7 +72,7 @@ pub(super) struct Attend {
 }
 
 /// A model family's network, as the shared decoding code needs it.
-pub(super) trait Network {
+pub(crate) trait Network: Send + Sync {
     /// Rows of the log-softmax.
     fn vocab_size(&self) -> usize;
     /// Width of a hidden row.
@@ -97,98 +98,6 @@ pub(super) trait Network {
     /// Logits of the given ids per row, with exactly [`Self::head_full`]'s values.
     fn head_ids(&self, hidden: &[f32], ids: &[&[u32]]) -> Vec<Vec<f32>>;
 }
-
-/// The public decoding methods (`prefill`, `prefill_continue`, `prompt_log_probs`, `step`,
-/// `step_subset`, `score_continuations`) of a family that implements [`Network`], with their
-/// documentation: expanded inside each family's `impl`.
-macro_rules! decoding_api {
-    () => {
-        /// Runs the prompt once. The returned state holds its cache (shared by all beams) and one
-        /// beam, the prompt itself; the vector is the log-softmax over the vocabulary after the last
-        /// prompt token.
-        ///
-        /// # Errors
-        /// Empty prompt, a token outside the vocabulary, or a prompt longer than the context.
-        pub fn prefill(&self, prompt: &[u32]) -> Result<(DecodeState, Vec<f32>)> {
-            $crate::beams::prefill(self, prompt)
-        }
-
-        /// Continues a prefilled prompt with more prompt tokens: the returned state is the prompt
-        /// `prefix + tokens` (one beam, ready for [`Self::step`]; beams `prefix` may have grown are
-        /// ignored) and the vector the log-softmax after its last token. `prefix` is left untouched,
-        /// so one prefilled prefix (e.g. the query-independent part of a few-shot prompt) serves many
-        /// queries; only `tokens` are computed. The numbers are those of prefilling `prefix + tokens`
-        /// at once (every row of a prompt attends to the same entries in the same order; the kernels
-        /// are per-row).
-        ///
-        /// # Errors
-        /// `tokens` is empty, `prefix` was made by another model, a token is outside the vocabulary,
-        /// or the whole prompt is longer than the context.
-        pub fn prefill_continue(
-            &self,
-            prefix: &DecodeState,
-            tokens: &[u32],
-        ) -> Result<(DecodeState, Vec<f32>)> {
-            $crate::beams::prefill_continue(self, prefix, tokens)
-        }
-
-        /// The log-softmax over the vocabulary after every prompt position (row `i` predicts token
-        /// `i + 1`), from the same one-batch pass as [`Self::prefill`]. For tests and diagnostics.
-        ///
-        /// # Errors
-        /// As [`Self::prefill`].
-        pub fn prompt_log_probs(&self, prompt: &[u32]) -> Result<Vec<Vec<f32>>> {
-            $crate::beams::prompt_log_probs(self, prompt)
-        }
-
-        /// One batched decoding step: beam `b` continues parent beam `parents[b]` of the previous
-        /// step (beam 0 is the prompt right after [`Self::prefill`]) with `tokens[b]`. Any parent may
-        /// be used by several beams or by none. Returns the log-softmax of each new beam.
-        ///
-        /// # Errors
-        /// Mismatched lengths, a parent that does not exist, a token outside the vocabulary, a state
-        /// from another model, or a sequence longer than the context.
-        pub fn step(
-            &self,
-            state: &mut DecodeState,
-            parents: &[usize],
-            tokens: &[u32],
-        ) -> Result<StepOutput> {
-            $crate::beams::step(self, state, parents, tokens)
-        }
-
-        /// Like [`Self::step`], but returns for beam `b` only the log-probabilities of the ids in
-        /// `subset[b]` (in that order). The values are exactly those of the full path: the logits of
-        /// the subset come from the same kernel, and the normalizer (the log-sum-exp over the whole
-        /// vocabulary) is computed exactly, since SEAL's scores are the unconstrained log-softmax.
-        ///
-        /// # Errors
-        /// As [`Self::step`], and `subset.len() != tokens.len()` or an id outside the vocabulary.
-        pub fn step_subset(
-            &self,
-            state: &mut DecodeState,
-            parents: &[usize],
-            tokens: &[u32],
-            subset: &[&[u32]],
-        ) -> Result<Vec<Vec<f32>>> {
-            $crate::beams::step_subset(self, state, parents, tokens, subset)
-        }
-
-        /// Teacher-forced scoring: for each continuation, the log-probability of each of its tokens
-        /// given the prompt and the continuation's earlier tokens. All continuations run in one batch.
-        ///
-        /// # Errors
-        /// Empty prompt, a token outside the vocabulary, or a sequence longer than the context.
-        pub fn score_continuations(
-            &self,
-            prompt: &[u32],
-            continuations: &[Vec<u32>],
-        ) -> Result<Vec<Vec<f32>>> {
-            $crate::beams::score_continuations(self, prompt, continuations)
-        }
-    };
-}
-pub(super) use decoding_api;
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidInput, msg)

@@ -25,19 +25,18 @@
 //! Not for: tokenization ([`super::tokenizer`]), downloading ([`super::hub`]), decoding policy
 //! (`seal::decode`). CPU only.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::Device;
 
-use super::beams::{self, Attend, DecodeState, Network, StepOutput};
+use super::beams::{Attend, DecodeState, Network};
 use super::requant;
 use crate::error::{candle_err, model_err};
+use crate::gguf::GgufFile;
 use crate::kernels::{self, ActBlock, Matrix, BLOCK};
 use crate::layers::{self, apply_rope, project, rms_norm, OutPtr, Precision, RopeTable};
-use crate::{Error, ErrorKind, Result};
+use crate::Result;
 
 /// Hyper-parameters read from the GGUF metadata (`gemma3.*` keys).
 #[derive(Debug, Clone, PartialEq)]
@@ -120,24 +119,24 @@ impl GemmaModel {
     /// # Errors
     /// As [`Self::load`].
     pub fn load_with_precision(gguf: &Path, device: &Device, precision: Precision) -> Result<Self> {
-        let int8 = precision == Precision::Int8Activations;
         if !device.is_cpu() {
             return Err(model_err(
                 "the Gemma model runs on the CPU only in this version; load it with Device::Cpu",
             ));
         }
-        let file = File::open(gguf).map_err(|e| {
-            Error::new(ErrorKind::Model, format!("cannot open model file {}", gguf.display()))
-                .with_source(e)
-        })?;
-        let mut reader = BufReader::new(file);
-        let content = gguf_file::Content::read(&mut reader)
-            .map_err(candle_err(format!("{} is not a readable GGUF file", gguf.display())))?;
-        let config = read_config(&content, gguf)?;
+        Self::from_gguf(&mut GgufFile::open(gguf)?, precision)
+    }
+
+    /// Loads the model from an open GGUF file (its header already parsed).
+    pub(crate) fn from_gguf(file: &mut GgufFile, precision: Precision) -> Result<Self> {
+        let int8 = precision == Precision::Int8Activations;
+        let GgufFile { path, content, reader } = file;
+        let (gguf, reader) = (path.as_path(), reader);
+        let config = read_config(content, gguf)?;
 
         let mut tensor = |name: &str| -> Result<QTensor> {
             content
-                .tensor(&mut reader, name, &Device::Cpu)
+                .tensor(reader, name, &Device::Cpu)
                 .map_err(candle_err(format!("{}: cannot read tensor `{name}`", gguf.display())))
         };
         let vector = |t: QTensor, name: &str, len: usize| -> Result<Vec<f32>> {
@@ -240,8 +239,6 @@ impl GemmaModel {
     pub fn vocab_size(&self) -> usize {
         self.config.vocab_size
     }
-
-    beams::decoding_api!();
 
     fn soft_cap(&self, logits: &mut [f32]) {
         if let Some(cap) = self.config.final_logit_softcapping {

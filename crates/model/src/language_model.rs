@@ -1,30 +1,36 @@
-//! One type for every supported model family, so that the searcher, the indexer and the
-//! evaluation work with any of them: [`load`] reads `general.architecture` from the GGUF file and
-//! picks the family's network. Every family shares the cache type ([`DecodeState`]) and the step
-//! output ([`StepOutput`]).
+//! The one decoder every caller drives: [`LanguageModel`] holds whichever family a GGUF file holds
+//! ([`load`] reads `general.architecture` and hands the open file to that family's loader) behind
+//! the family-independent [`Network`] trait, and offers the decoding API (prefill, continued
+//! prefill, batched steps over forked beams, the subset head, teacher-forced scoring), implemented
+//! once in [`crate::beams`] for every family. Every family shares the cache type ([`DecodeState`])
+//! and the step output ([`StepOutput`]).
 //!
 //! Not for: anything family-specific (that lives in the family's own file).
 
 use std::path::Path;
 
-use candle_core::quantized::gguf_file;
-use candle_core::Device;
-
-use super::gemma::GemmaModel;
-use super::llama::{DecodeState, LlamaModel, Precision, StepOutput};
-use crate::{Error, ErrorKind, Result};
+use crate::beams::{self, DecodeState, Network, StepOutput};
+use crate::gemma::GemmaModel;
+use crate::gguf::GgufFile;
+use crate::llama::LlamaModel;
+use crate::{Error, ErrorKind, Precision, Result};
 
 /// A loaded decoder of one of the supported families.
-pub enum LanguageModel {
-    /// `llama`, `qwen2`, `mistral` (SmolLM2 is `llama`).
-    Llama(LlamaModel),
-    /// `gemma3` (Gemma-3-270M).
-    Gemma(GemmaModel),
+pub struct LanguageModel {
+    network: Box<dyn Network>,
+    architecture: String,
 }
 
 impl From<LlamaModel> for LanguageModel {
     fn from(model: LlamaModel) -> Self {
-        LanguageModel::Llama(model)
+        let architecture = model.config().architecture.clone();
+        LanguageModel { network: Box::new(model), architecture }
+    }
+}
+
+impl From<GemmaModel> for LanguageModel {
+    fn from(model: GemmaModel) -> Self {
+        LanguageModel { network: Box::new(model), architecture: "gemma3".to_string() }
     }
 }
 
@@ -43,16 +49,12 @@ pub fn load(gguf: &Path) -> Result<LanguageModel> {
 /// # Errors
 /// As [`load`].
 pub fn load_with_precision(gguf: &Path, precision: Precision) -> Result<LanguageModel> {
-    let arch = architecture(gguf)?;
-    match arch.as_str() {
-        "llama" | "qwen2" | "mistral" => Ok(LanguageModel::Llama(
-            LlamaModel::load_with_precision(gguf, &Device::Cpu, precision)?,
-        )),
-        "gemma3" => Ok(LanguageModel::Gemma(GemmaModel::load_with_precision(
-            gguf,
-            &Device::Cpu,
-            precision,
-        )?)),
+    let mut file = GgufFile::open(gguf)?;
+    match file.architecture()?.as_str() {
+        "llama" | "qwen2" | "mistral" => {
+            Ok(LlamaModel::from_gguf(&mut file, precision, Default::default())?.into())
+        }
+        "gemma3" => Ok(GemmaModel::from_gguf(&mut file, precision)?.into()),
         other => Err(Error::new(
             ErrorKind::Model,
             format!(
@@ -63,99 +65,78 @@ pub fn load_with_precision(gguf: &Path, precision: Precision) -> Result<Language
     }
 }
 
-/// The `general.architecture` of a GGUF file (reads the header only).
-///
-/// # Errors
-/// The file cannot be read, is not GGUF, or has no architecture.
-pub fn architecture(gguf: &Path) -> Result<String> {
-    let file = std::fs::File::open(gguf).map_err(|e| {
-        Error::new(ErrorKind::Model, format!("cannot open model file {}", gguf.display()))
-            .with_source(e)
-    })?;
-    let content = gguf_file::Content::read(&mut std::io::BufReader::new(file)).map_err(|e| {
-        Error::new(ErrorKind::Model, format!("{} is not a readable GGUF file", gguf.display()))
-            .with_source(e)
-    })?;
-    content
-        .metadata
-        .get("general.architecture")
-        .and_then(|v| v.to_string().ok().cloned())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Model,
-                format!("{}: GGUF metadata lacks `general.architecture`", gguf.display()),
-            )
-        })
-}
-
-macro_rules! each {
-    ($self:expr, $m:ident => $e:expr) => {
-        match $self {
-            LanguageModel::Llama($m) => $e,
-            LanguageModel::Gemma($m) => $e,
-        }
-    };
-}
-
 impl LanguageModel {
     /// Size of the vocabulary (rows of the log-softmax).
     pub fn vocab_size(&self) -> usize {
-        each!(self, m => m.vocab_size())
+        self.network.vocab_size()
     }
 
     /// The family's architecture name (`llama`, `qwen2`, `mistral`, `gemma3`).
     pub fn architecture(&self) -> &str {
-        match self {
-            LanguageModel::Llama(m) => &m.config().architecture,
-            LanguageModel::Gemma(_) => "gemma3",
-        }
+        &self.architecture
     }
 
-    /// See [`LlamaModel::prefill`].
+    /// Runs the prompt once. The returned state holds its cache (shared by all beams) and one
+    /// beam, the prompt itself; the vector is the log-softmax over the vocabulary after the last
+    /// prompt token.
     ///
     /// # Errors
-    /// As the family's `prefill`.
+    /// Empty prompt, a token outside the vocabulary, or a prompt longer than the context.
     pub fn prefill(&self, prompt: &[u32]) -> Result<(DecodeState, Vec<f32>)> {
-        each!(self, m => m.prefill(prompt))
+        beams::prefill(&*self.network, prompt)
     }
 
-    /// See [`LlamaModel::prefill_continue`].
+    /// Continues a prefilled prompt with more prompt tokens: the returned state is the prompt
+    /// `prefix + tokens` (one beam, ready for [`Self::step`]; beams `prefix` may have grown are
+    /// ignored) and the vector the log-softmax after its last token. `prefix` is left untouched,
+    /// so one prefilled prefix (e.g. the query-independent part of a few-shot prompt) serves many
+    /// queries; only `tokens` are computed. The numbers are those of prefilling `prefix + tokens`
+    /// at once (every row of a prompt attends to the same entries in the same order; the kernels
+    /// are per-row).
     ///
     /// # Errors
-    /// As the family's `prefill_continue`.
+    /// `tokens` is empty, `prefix` was made by another model, a token is outside the vocabulary,
+    /// or the whole prompt is longer than the context.
     pub fn prefill_continue(
         &self,
         prefix: &DecodeState,
         tokens: &[u32],
     ) -> Result<(DecodeState, Vec<f32>)> {
-        each!(self, m => m.prefill_continue(prefix, tokens))
+        beams::prefill_continue(&*self.network, prefix, tokens)
     }
 
-    /// See [`LlamaModel::prompt_log_probs`].
+    /// The log-softmax over the vocabulary after every prompt position (row `i` predicts token
+    /// `i + 1`), from the same one-batch pass as [`Self::prefill`]. For tests and diagnostics.
     ///
     /// # Errors
-    /// As the family's `prompt_log_probs`.
+    /// As [`Self::prefill`].
     pub fn prompt_log_probs(&self, prompt: &[u32]) -> Result<Vec<Vec<f32>>> {
-        each!(self, m => m.prompt_log_probs(prompt))
+        beams::prompt_log_probs(&*self.network, prompt)
     }
 
-    /// See [`LlamaModel::step`].
+    /// One batched decoding step: beam `b` continues parent beam `parents[b]` of the previous
+    /// step (beam 0 is the prompt right after [`Self::prefill`]) with `tokens[b]`. Any parent may
+    /// be used by several beams or by none. Returns the log-softmax of each new beam.
     ///
     /// # Errors
-    /// As the family's `step`.
+    /// Mismatched lengths, a parent that does not exist, a token outside the vocabulary, a state
+    /// from another model, or a sequence longer than the context.
     pub fn step(
         &self,
         state: &mut DecodeState,
         parents: &[usize],
         tokens: &[u32],
     ) -> Result<StepOutput> {
-        each!(self, m => m.step(state, parents, tokens))
+        beams::step(&*self.network, state, parents, tokens)
     }
 
-    /// See [`LlamaModel::step_subset`].
+    /// Like [`Self::step`], but returns for beam `b` only the log-probabilities of the ids in
+    /// `subset[b]` (in that order). The values are exactly those of the full path: the logits of
+    /// the subset come from the same kernel, and the normalizer (the log-sum-exp over the whole
+    /// vocabulary) is computed exactly, since SEAL's scores are the unconstrained log-softmax.
     ///
     /// # Errors
-    /// As the family's `step_subset`.
+    /// As [`Self::step`], and `subset.len() != tokens.len()` or an id outside the vocabulary.
     pub fn step_subset(
         &self,
         state: &mut DecodeState,
@@ -163,18 +144,19 @@ impl LanguageModel {
         tokens: &[u32],
         subset: &[&[u32]],
     ) -> Result<Vec<Vec<f32>>> {
-        each!(self, m => m.step_subset(state, parents, tokens, subset))
+        beams::step_subset(&*self.network, state, parents, tokens, subset)
     }
 
-    /// See [`LlamaModel::score_continuations`].
+    /// Teacher-forced scoring: for each continuation, the log-probability of each of its tokens
+    /// given the prompt and the continuation's earlier tokens. All continuations run in one batch.
     ///
     /// # Errors
-    /// As the family's `score_continuations`.
+    /// Empty prompt, a token outside the vocabulary, or a sequence longer than the context.
     pub fn score_continuations(
         &self,
         prompt: &[u32],
         continuations: &[Vec<u32>],
     ) -> Result<Vec<Vec<f32>>> {
-        each!(self, m => m.score_continuations(prompt, continuations))
+        beams::score_continuations(&*self.network, prompt, continuations)
     }
 }

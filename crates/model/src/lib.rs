@@ -1,7 +1,7 @@
 //! `seal-model`: the language model layer of `seal`. Obtaining GGUF files ([`hub`]), the
 //! tokenizer read from GGUF metadata ([`tokenizer`]), one file per model family ([`llama`],
-//! [`gemma`]), [`LanguageModel`], which loads whichever family a file holds, and the kernels they
-//! run on ([`kernels`]).
+//! [`gemma`]), [`LanguageModel`], the one decoder every caller drives (it loads whichever family a
+//! file holds), and the kernels they run on ([`kernels`]).
 //!
 //! Useful for: running a small GGUF decoder on the CPU for beam search (prefill, batched steps
 //! over forked beams, teacher-forced scoring), tokenizing text exactly as the model does.
@@ -13,9 +13,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod adapter;
 mod beams;
 mod error;
 pub mod gemma;
+mod gguf;
 pub mod hub;
 pub mod kernels;
 mod language_model;

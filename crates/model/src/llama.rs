@@ -24,18 +24,17 @@
 //! (`seal::decode`). Runs on the CPU only: a CUDA `device` is refused with an error (the
 //! `cuda` feature builds candle with CUDA, but this model's kernels are CPU kernels).
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file;
 use candle_core::Device;
 
-use super::beams::{self, Attend, Network};
+use super::beams::{Attend, Network};
 use crate::error::{candle_err, model_err};
+use crate::gguf::GgufFile;
 use crate::kernels::{ActBlock, Matrix, BLOCK};
 use crate::layers::{self, apply_rope, project, rms_norm, OutPtr, RopeTable};
-use crate::{Error, ErrorKind, Result};
+use crate::Result;
 
 /// Hyper-parameters read from the GGUF metadata (`<arch>.*` keys).
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +115,7 @@ impl LlamaModel {
     }
 
     /// [`Self::load_with_precision`], with some tensors replaced by `overrides` (by GGUF name,
-    /// same shapes), e.g. weights merged with a trained adapter (`seal::train::adapter`).
+    /// same shapes), e.g. weights merged with a trained adapter ([`crate::adapter`]).
     ///
     /// # Errors
     /// As [`Self::load`].
@@ -124,29 +123,33 @@ impl LlamaModel {
         gguf: &Path,
         device: &Device,
         precision: Precision,
-        mut overrides: std::collections::HashMap<String, candle_core::quantized::QTensor>,
+        overrides: std::collections::HashMap<String, candle_core::quantized::QTensor>,
     ) -> Result<Self> {
-        let int8 = precision == Precision::Int8Activations;
         if !device.is_cpu() {
             return Err(model_err(
                 "the llama model runs on the CPU only in this version; load it with Device::Cpu",
             ));
         }
-        let file = File::open(gguf).map_err(|e| {
-            Error::new(ErrorKind::Model, format!("cannot open model file {}", gguf.display()))
-                .with_source(e)
-        })?;
-        let mut reader = BufReader::new(file);
-        let content = gguf_file::Content::read(&mut reader)
-            .map_err(candle_err(format!("{} is not a readable GGUF file", gguf.display())))?;
-        let config = read_config(&content, gguf)?;
+        Self::from_gguf(&mut GgufFile::open(gguf)?, precision, overrides)
+    }
+
+    /// Loads the model from an open GGUF file (its header already parsed).
+    pub(crate) fn from_gguf(
+        file: &mut GgufFile,
+        precision: Precision,
+        mut overrides: std::collections::HashMap<String, candle_core::quantized::QTensor>,
+    ) -> Result<Self> {
+        let int8 = precision == Precision::Int8Activations;
+        let GgufFile { path, content, reader } = file;
+        let (gguf, reader) = (path.as_path(), reader);
+        let config = read_config(content, gguf)?;
 
         let mut tensor = |name: &str| -> Result<candle_core::quantized::QTensor> {
             if let Some(t) = overrides.remove(name) {
                 return Ok(t);
             }
             content
-                .tensor(&mut reader, name, &Device::Cpu)
+                .tensor(reader, name, &Device::Cpu)
                 .map_err(candle_err(format!("{}: cannot read tensor `{name}`", gguf.display())))
         };
         let vector = |t: candle_core::quantized::QTensor, name: &str| -> Result<Vec<f32>> {
@@ -292,8 +295,6 @@ impl LlamaModel {
     fn head(&self) -> &Matrix {
         self.output.as_ref().unwrap_or(&self.token_embd)
     }
-
-    beams::decoding_api!();
 
     fn ensure_rope(&self, positions: usize) {
         if self.rope.read().expect("rope lock").positions >= positions {

@@ -416,7 +416,7 @@ fn merge(
     f32: bool,
     cache: &std::path::Path,
 ) -> anyhow::Result<()> {
-    use seal::train::adapter::{read_adapter_manifest, write_merged_gguf, MergeFormat};
+    use seal::model::adapter::{read_adapter_manifest, write_merged_gguf, MergeFormat};
     let manifest = read_adapter_manifest(adapter)?;
     let base = hub::resolve_model(model.unwrap_or(&manifest.base_model.name), cache, true)?;
     let format = if f32 { MergeFormat::F32 } else { MergeFormat::Q8_0 };

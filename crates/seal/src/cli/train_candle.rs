@@ -4,11 +4,12 @@
 use super::train::{format_secs, read_pairs, Mode, RunArgs, Targets};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+use seal::model::adapter::BaseModel;
 use seal::model::{hub, tokenizer::Tokenizer};
-use seal::train::adapter::{save_adapter, BaseModel};
 use seal::train::data::{SplitMix64, TRAINING_PROMPT_STYLE};
 use seal::train::net::{load_gguf_weights, Batch, LoraSettings, Projection, TrainMode, TrainNet};
 use seal::train::optim::{AdamW, OptimSettings};
+use seal::train::trainer::save_adapter;
 use seal::train::trainer::{self, batch_for_step, Example, TrainSettings};
 use std::time::Instant;
 

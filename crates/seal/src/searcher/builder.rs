@@ -8,7 +8,7 @@ use crate::corpus::{CorpusFormat, CorpusReader, ReadOptions};
 use crate::indexer::{build_index, read_manifest, ModelRef};
 use crate::model::{hub, tokenizer::Tokenizer, Precision};
 use crate::prompt::PromptStyle;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 use std::path::{Path, PathBuf};
 
 /// The bundled sample corpus (299 Wikipedia passages, CC BY-SA 3.0; see data/sample/README.md),
@@ -86,14 +86,18 @@ impl SearcherBuilder {
     /// An unreadable adapter manifest.
     pub fn trained_prompt_style(&self) -> Result<Option<PromptStyle>> {
         if let Some(dir) = &self.adapter {
-            return crate::train::adapter::read_adapter_manifest(dir)?.prompt_style().map(Some);
+            let manifest = crate::model::adapter::read_adapter_manifest(dir)?;
+            return manifest.prompt_style.parse().map(Some).map_err(|e: String| {
+                Error::new(ErrorKind::InvalidInput, format!("adapter {}: {e}", dir.display()))
+            });
         }
         Ok(self
             .model
             .as_deref()
             .map(Path::new)
             .filter(|p| p.is_file())
-            .and_then(crate::train::adapter::prompt_style_of))
+            .and_then(crate::model::adapter::prompt_style_of)
+            .and_then(|name| name.parse().ok()))
     }
 
     /// Opens the searcher.

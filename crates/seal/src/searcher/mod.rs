@@ -106,7 +106,7 @@ impl Searcher {
         Self::open_with_adapter(dir, model_path, None)
     }
 
-    /// [`Self::open`], with a trained adapter ([`crate::train::adapter`]) merged into the model.
+    /// [`Self::open`], with a trained adapter ([`crate::model::adapter`]) merged into the model.
     /// A model merged by `seal model merge` opens the indexes of its base model (they share the
     /// tokenizer).
     ///
@@ -133,7 +133,7 @@ impl Searcher {
         let manifest = read_manifest(dir)?;
         let fingerprint = hub::fingerprint(model_path)?;
         if fingerprint != manifest.model.fingerprint
-            && crate::train::adapter::base_fingerprint_of(model_path).as_ref()
+            && crate::model::adapter::base_fingerprint_of(model_path).as_ref()
                 != Some(&manifest.model.fingerprint)
         {
             return Err(Error::new(
@@ -166,14 +166,15 @@ impl Searcher {
         let tokenizer = Tokenizer::from_gguf(model_path)?;
         let model = match adapter {
             None => crate::model::load_with_precision(model_path, precision)?,
-            Some(adapter) => crate::train::adapter::load_model_with_adapter_and_precision(
-                model_path,
-                adapter,
-                Default::default(),
-                precision,
-            )?
-            .0
-            .into(),
+            Some(adapter) => {
+                crate::model::adapter::load_model_with_adapter_and_precision(
+                    model_path,
+                    adapter,
+                    Default::default(),
+                    precision,
+                )?
+                .0
+            }
         };
         let first_token_ok = (0..tokenizer.vocab_size() as TokenId)
             .map(|id| {

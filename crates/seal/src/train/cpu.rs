@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use candle_core::{Device, Tensor};
 
+use crate::model::adapter::{write_adapter, AdapterManifest, BaseModel};
 use crate::model::tokenizer::Tokenizer;
 use crate::model::train::network::NamedTensor;
 use crate::model::train::run::{self as runner, Outcome, Progress};
 use crate::model::train::{batch, AdamWSettings, Example, Network};
-use crate::train::adapter::{AdapterManifest, BaseModel};
 use crate::train::data::{TrainingPair, TRAINING_PROMPT_STYLE};
 use crate::{Error, ErrorKind, Result};
 
@@ -81,10 +81,6 @@ pub fn save_full_adapter(
     base: BaseModel,
     training: serde_json::Value,
 ) -> Result<()> {
-    let io = |path: &Path, e: std::io::Error| {
-        Error::new(ErrorKind::Io, format!("cannot write {}", path.display())).with_source(e)
-    };
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let map = tensors
         .into_iter()
         .map(|(name, shape, values)| {
@@ -92,27 +88,9 @@ pub fn save_full_adapter(
         })
         .collect::<candle_core::Result<HashMap<String, Tensor>>>()
         .map_err(|e| Error::new(ErrorKind::Model, "cannot convert the weights").with_source(e))?;
-    let path = dir.join("adapter.safetensors");
-    let tmp = dir.join("adapter.safetensors.tmp");
-    candle_core::safetensors::save(&map, &tmp).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("cannot write {}", tmp.display())).with_source(e)
-    })?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-    let manifest = AdapterManifest {
-        format: "seal-adapter".into(),
-        version: 1,
-        kind: "full".into(),
-        base_model: base,
-        prompt_style: TRAINING_PROMPT_STYLE.name().into(),
-        rank: 0,
-        alpha: 0.0,
-        training,
-    };
-    let path = dir.join("manifest.json");
-    let tmp = dir.join("manifest.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&manifest).expect("serializable") + "\n")
-        .map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))
+    let manifest =
+        AdapterManifest::new("full", base, TRAINING_PROMPT_STYLE.name(), 0, 0.0, training);
+    Ok(write_adapter(dir, &map, &manifest)?)
 }
 
 /// Tokenizes pairs as search tokenizes prompts; drops those longer than `max_len` tokens.

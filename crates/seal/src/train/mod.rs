@@ -3,13 +3,13 @@
 //!
 //! Layers: [`data`] makes the training pairs (JSONL-serializable), [`net`] is the differentiable
 //! network (full fine-tuning or LoRA), [`optim`] is AdamW with its schedule, [`trainer`] is the
-//! loop (batching, held-out loss, checkpoints), [`adapter`] writes trained weights and merges
-//! them into the inference model or a GGUF file.
+//! loop (batching, held-out loss, checkpoints), [`cpu`] the CPU trainer's run. Trained weights
+//! are written, merged into the inference model or into a GGUF file by
+//! [`crate::model::adapter`], beside the model they change.
 //!
-//! Not for: search (a trained model is used through [`crate::model::llama`] after merging);
+//! Not for: search (a trained model is used through [`crate::model::adapter`] after merging);
 //! command-line concerns (`src/cli/train.rs`).
 
-pub mod adapter;
 pub mod cpu;
 pub mod data;
 pub mod net;

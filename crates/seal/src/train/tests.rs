@@ -2,12 +2,12 @@
 //! overfitting, exact resume, and agreement with the inference model (plain, with an adapter
 //! merged in memory, and merged into a GGUF file).
 
-use super::adapter::{self, BaseModel, MergeFormat};
 use super::data::SplitMix64;
 use super::net::{random_weights, Batch, LoraSettings, Projection, TrainMode, TrainNet, WeightMap};
 use super::optim::{AdamW, OptimSettings};
 use super::trainer::{self, Example, TrainSettings};
-use crate::model::llama::{LlamaConfig, LlamaModel};
+use crate::model::adapter::{self, BaseModel, MergeFormat};
+use crate::model::llama::LlamaConfig;
 use crate::prompt::PromptStyle;
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor, D};
@@ -267,7 +267,7 @@ fn the_training_network_equals_the_inference_model_before_and_after_merging() {
     let (config, loaded) = super::net::load_gguf_weights(&gguf, DType::F32, &Device::Cpu).unwrap();
     assert_eq!(config, tiny_config());
     let base = TrainNet::new(config.clone(), loaded.clone(), &TrainMode::Full, 0).unwrap();
-    let model = LlamaModel::load(&gguf, &Device::Cpu).unwrap();
+    let model = crate::model::load(&gguf).unwrap();
     let want = model.prompt_log_probs(&tokens).unwrap();
     assert!(max_diff(&train_log_probs(&base, &tokens), &want) < 1e-4);
 
@@ -279,7 +279,7 @@ fn the_training_network_equals_the_inference_model_before_and_after_merging() {
     assert!(max_diff(&unmerged, &want) > 1e-2, "the adapter should change the model");
     let adapter_dir = dir.join("adapter");
     let fingerprint = crate::model::hub::fingerprint(&gguf).unwrap();
-    adapter::save_adapter(
+    super::trainer::save_adapter(
         &adapter_dir,
         &adapted,
         &mode,
@@ -290,7 +290,7 @@ fn the_training_network_equals_the_inference_model_before_and_after_merging() {
     .unwrap();
     let (merged, manifest) =
         adapter::load_model_with_adapter(&gguf, &adapter_dir, MergeFormat::F32).unwrap();
-    assert_eq!(manifest.prompt_style().unwrap(), PromptStyle::Plain);
+    assert_eq!(manifest.prompt_style, "plain");
     assert!(max_diff(&merged.prompt_log_probs(&tokens).unwrap(), &unmerged) < 1e-4);
     // Requantized to Q8_0: close, far closer than the base model is.
     let (q8, _) = adapter::load_model_with_adapter(&gguf, &adapter_dir, MergeFormat::Q8_0).unwrap();
@@ -304,10 +304,10 @@ fn the_training_network_equals_the_inference_model_before_and_after_merging() {
     // Merged into a GGUF file: loads like any model, records its base and prompt style.
     let out = dir.join("merged.gguf");
     adapter::write_merged_gguf(&gguf, &adapter_dir, &out, MergeFormat::F32).unwrap();
-    let from_file = LlamaModel::load(&out, &Device::Cpu).unwrap();
+    let from_file = crate::model::load(&out).unwrap();
     assert!(max_diff(&from_file.prompt_log_probs(&tokens).unwrap(), &unmerged) < 1e-4);
     assert_eq!(adapter::base_fingerprint_of(&out), Some(fingerprint));
-    assert_eq!(adapter::prompt_style_of(&out), Some(PromptStyle::Plain));
+    assert_eq!(adapter::prompt_style_of(&out).as_deref(), Some("plain"));
     assert_eq!(adapter::base_fingerprint_of(&gguf), None);
 
     // An adapter for another model is refused.
@@ -385,7 +385,7 @@ fn cpu_trained_weights_merge_into_the_inference_model() {
         |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
 
     let mut net = Network::<f32>::from_gguf(&gguf, 1).unwrap();
-    let model = LlamaModel::load(&gguf, &Device::Cpu).unwrap();
+    let model = crate::model::load(&gguf).unwrap();
     let base = pick(model.prompt_log_probs(&tokens).unwrap());
     let before = net.target_log_probs(&as_batch(&tokens)).unwrap();
     assert!(diff(&before, &base) < 1e-4, "the trainer's forward pass is the model's");
@@ -416,17 +416,14 @@ fn cpu_trained_weights_merge_into_the_inference_model() {
     .unwrap();
     let (merged, manifest) =
         adapter::load_model_with_adapter(&gguf, &adapter_dir, MergeFormat::F32).unwrap();
-    assert_eq!(
-        (manifest.kind.as_str(), manifest.prompt_style().unwrap()),
-        ("full", PromptStyle::Plain)
-    );
+    assert_eq!((manifest.kind.as_str(), manifest.prompt_style.as_str()), ("full", "plain"));
     assert!(diff(&pick(merged.prompt_log_probs(&tokens).unwrap()), &trained) < 1e-4);
     let (q8, _) = adapter::load_model_with_adapter(&gguf, &adapter_dir, MergeFormat::Q8_0).unwrap();
     let q8_diff = diff(&pick(q8.prompt_log_probs(&tokens).unwrap()), &trained);
     assert!(q8_diff < 0.05 * moved, "Q8_0 merge is {q8_diff} off; training moved {moved}");
     let out = dir.join("merged.gguf");
     adapter::write_merged_gguf(&gguf, &adapter_dir, &out, MergeFormat::F32).unwrap();
-    let from_file = LlamaModel::load(&out, &Device::Cpu).unwrap();
+    let from_file = crate::model::load(&out).unwrap();
     assert!(diff(&pick(from_file.prompt_log_probs(&tokens).unwrap()), &trained) < 1e-4);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,18 +2,21 @@
 //! a held-out loss, checkpoints that resume exactly, and a progress callback.
 //!
 //! Useful for: `seal train` and tests. Not for: printing (the caller renders [`Progress`]),
-//! producing pairs ([`super::data`]), writing adapters ([`super::adapter`]).
+//! producing pairs ([`super::data`]). [`save_adapter`] writes the trained LoRA or full weights as an
+//! adapter ([`crate::model::adapter`]).
 //!
 //! Determinism: the order of examples in epoch `e` is a function of `(seed, e)` only, so step
 //! `s` always sees the same batch; a checkpoint stores the parameters, both Adam moments and the
 //! step, and resuming from it continues bit for bit like an uninterrupted run (tested).
 
+use crate::model::adapter::{write_adapter, AdapterManifest, BaseModel};
 use crate::model::tokenizer::Tokenizer;
+use crate::prompt::PromptStyle;
 use crate::train::data::{SplitMix64, TrainingPair};
-use crate::train::net::{train_err, Batch, TrainNet};
+use crate::train::net::{train_err, Batch, LoraSettings, TrainMode, TrainNet};
 use crate::train::optim::{AdamW, OptimSettings};
 use crate::{Error, ErrorKind, Result};
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -340,4 +343,30 @@ pub fn train(
         }
     }
     Ok(last_held_out)
+}
+
+/// Writes the trainable tensors of `net` as an adapter directory ([`write_adapter`]).
+///
+/// # Errors
+/// The directory cannot be written.
+pub fn save_adapter(
+    dir: &Path,
+    net: &TrainNet,
+    mode: &TrainMode,
+    base: BaseModel,
+    prompt_style: PromptStyle,
+    training: serde_json::Value,
+) -> Result<()> {
+    let tensors: HashMap<String, Tensor> = net
+        .params()
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
+        .collect::<candle_core::Result<_>>()
+        .map_err(train_err("cannot convert the weights"))?;
+    let (kind, rank, alpha) = match mode {
+        TrainMode::Full => ("full", 0, 0.0),
+        TrainMode::Lora(LoraSettings { rank, alpha, .. }) => ("lora", *rank, *alpha),
+    };
+    let manifest = AdapterManifest::new(kind, base, prompt_style.name(), rank, alpha, training);
+    Ok(write_adapter(dir, &tensors, &manifest)?)
 }

@@ -132,11 +132,13 @@ fn load_dispatches_on_the_architecture() {
     let m = model();
     assert_eq!(m.architecture(), "gemma3");
     assert_eq!(m.vocab_size(), 262_144);
-    let direct = GemmaModel::load(&common::gemma3_path(), &candle_core::Device::Cpu).unwrap();
+    let direct = LanguageModel::from(
+        GemmaModel::load(&common::gemma3_path(), &candle_core::Device::Cpu).unwrap(),
+    );
     let (_, row) = m.prefill(FIXTURE.prompt).unwrap();
     beam_paths::assert_close(
         &row,
         &direct.prefill(FIXTURE.prompt).unwrap().1,
-        "through LanguageModel",
+        "dispatched by `load` and loaded by the family directly",
     );
 }

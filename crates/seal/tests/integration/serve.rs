@@ -507,8 +507,9 @@ fn the_page_searches_and_highlights_the_matches_in_chromium() {
 /// the wiring, through the real binary.
 #[test]
 fn serve_with_an_adapter_defaults_to_its_trained_prompt() {
-    use seal::train::adapter::{save_adapter, BaseModel};
+    use seal::model::adapter::BaseModel;
     use seal::train::net::{load_gguf_weights, LoraSettings, TrainMode, TrainNet};
+    use seal::train::trainer::save_adapter;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 

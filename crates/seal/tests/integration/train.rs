@@ -4,7 +4,6 @@
 use crate::common;
 
 use candle_core::{DType, Device, D};
-use seal::model::llama::LlamaModel;
 use seal::model::tokenizer::Tokenizer;
 use seal::prompt::{prompt, PromptKind, PromptStyle};
 use seal::train::net::{load_gguf_weights, Batch, LoraSettings, TrainMode, TrainNet};
@@ -20,7 +19,7 @@ fn training_forward_matches_the_inference_model_on_smollm2() {
     );
     tokens.extend(tokenizer.encode(" deoxyribonucleic acid").unwrap());
 
-    let model = LlamaModel::load(&gguf, &Device::Cpu).unwrap();
+    let model = seal::model::load(&gguf).unwrap();
     let want = model.prompt_log_probs(&tokens).unwrap();
     drop(model);
 

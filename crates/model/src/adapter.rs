@@ -3,25 +3,30 @@
 //! An adapter directory holds `adapter.safetensors` (LoRA `A`/`B` pairs named
 //! `blk.N.<proj>.lora_a|lora_b`, or, after full fine-tuning, every changed tensor under its GGUF
 //! name) and `manifest.json` ([`AdapterManifest`]): the base model's sha256 (the same
-//! fingerprint index manifests record, [`crate::model::hub::fingerprint`]) and the prompt style
-//! the model was trained with, which search must use.
+//! fingerprint index manifests record, [`crate::hub::fingerprint`]) and the name of the prompt
+//! style the model was trained with, which search must use.
 //!
-//! Useful for: `seal train` (writing), `seal search|eval --adapter` (merging into the loaded
-//! model) and `seal model merge` (writing a merged GGUF). Not for: training.
+//! Useful for: the trainers (writing, [`write_adapter`]), search (merging into the loaded model,
+//! [`load_model_with_adapter`]) and `seal model merge` (writing a merged GGUF,
+//! [`write_merged_gguf`]). Not for: training itself, or what a prompt style means (`seal`).
 //!
 //! Merging computes `W + (α/r)·B·A` for each adapted matrix from the exactly dequantized base
 //! weight and stores the result as [`MergeFormat::Q8_0`] (default: the inference kernels stay
 //! quantized, ~1/4 the memory of f32) or [`MergeFormat::F32`] (exact). A merged GGUF records the
 //! base model's fingerprint under [`BASE_FINGERPRINT_KEY`], so an index built with the base
 //! model opens with it: the FM-index depends only on the tokenizer, which training never changes.
+//!
+//! **Invariant**: a directory is always whole: the tensors and the manifest are each written to
+//! a temporary file and renamed, the manifest last, so a crash mid-write leaves the previous
+//! adapter readable.
 
-use crate::model::hub;
-use crate::model::llama::{LlamaModel, Precision};
-use crate::prompt::PromptStyle;
-use crate::train::net::{train_err, LoraSettings, TrainMode, TrainNet};
+use crate::error::candle_err;
+use crate::gguf::GgufFile;
+use crate::llama::LlamaModel;
+use crate::{hub, LanguageModel, Precision};
 use crate::{Error, ErrorKind, Result};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,7 +60,7 @@ pub struct AdapterManifest {
     pub kind: String,
     /// The model it applies to.
     pub base_model: BaseModel,
-    /// The prompt style of the training pairs: search must use it.
+    /// The name of the prompt style of the training pairs: search must use it.
     pub prompt_style: String,
     /// LoRA rank (0 for full weights).
     pub rank: usize,
@@ -67,12 +72,25 @@ pub struct AdapterManifest {
 }
 
 impl AdapterManifest {
-    /// The prompt style to search with.
-    ///
-    /// # Errors
-    /// An unknown style name.
-    pub fn prompt_style(&self) -> Result<PromptStyle> {
-        self.prompt_style.parse().map_err(|e: String| Error::new(ErrorKind::InvalidInput, e))
+    /// The manifest of a new adapter: `kind` is `full` (rank and α 0) or `lora`.
+    pub fn new(
+        kind: &str,
+        base_model: BaseModel,
+        prompt_style: &str,
+        rank: usize,
+        alpha: f64,
+        training: serde_json::Value,
+    ) -> Self {
+        AdapterManifest {
+            format: FORMAT.into(),
+            version: 1,
+            kind: kind.into(),
+            base_model,
+            prompt_style: prompt_style.into(),
+            rank,
+            alpha,
+            training,
+        }
     }
 }
 
@@ -107,45 +125,27 @@ fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("cannot {what} {}", path.display())).with_source(e)
 }
 
-/// Writes the trainable tensors of `net` as an adapter directory.
+/// Writes an adapter directory: `tensors` (dense, by name) and then `manifest`, each to a
+/// temporary file renamed into place.
 ///
 /// # Errors
 /// The directory cannot be written.
-pub fn save_adapter(
+pub fn write_adapter(
     dir: &Path,
-    net: &TrainNet,
-    mode: &TrainMode,
-    base: BaseModel,
-    prompt_style: PromptStyle,
-    training: serde_json::Value,
+    tensors: &HashMap<String, Tensor>,
+    manifest: &AdapterManifest,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "create", e))?;
-    let tensors: HashMap<String, Tensor> = net
-        .params()
-        .iter()
-        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
-        .collect::<candle_core::Result<_>>()
-        .map_err(train_err("cannot convert the weights"))?;
     let path = dir.join(TENSORS);
-    candle_core::safetensors::save(&tensors, &path)
-        .map_err(train_err(format!("cannot write {}", path.display())))?;
-    let (kind, rank, alpha) = match mode {
-        TrainMode::Full => ("full", 0, 0.0),
-        TrainMode::Lora(LoraSettings { rank, alpha, .. }) => ("lora", *rank, *alpha),
-    };
-    let manifest = AdapterManifest {
-        format: FORMAT.into(),
-        version: 1,
-        kind: kind.into(),
-        base_model: base,
-        prompt_style: prompt_style.name().into(),
-        rank,
-        alpha,
-        training,
-    };
+    let tmp = dir.join(format!("{TENSORS}.tmp"));
+    candle_core::safetensors::save(tensors, &tmp)
+        .map_err(candle_err(format!("cannot write {}", tmp.display())))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, "write", e))?;
     let path = dir.join(MANIFEST);
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest).expect("serializable") + "\n")
-        .map_err(|e| io_err(&path, "write", e))
+    let tmp = dir.join(format!("{MANIFEST}.tmp"));
+    std::fs::write(&tmp, serde_json::to_string_pretty(manifest).expect("serializable") + "\n")
+        .map_err(|e| io_err(&tmp, "write", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, "write", e))
 }
 
 /// Reads only an adapter's manifest.
@@ -190,7 +190,7 @@ pub fn load_adapter(dir: &Path) -> Result<Adapter> {
     let manifest = read_adapter_manifest(dir)?;
     let path = dir.join(TENSORS);
     let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
-        .map_err(train_err(format!("cannot read {}", path.display())))?;
+        .map_err(candle_err(format!("cannot read {}", path.display())))?;
     Ok(Adapter { manifest, tensors })
 }
 
@@ -203,7 +203,7 @@ impl Adapter {
     pub fn merged_tensors(&self, base: &Path) -> Result<HashMap<String, Tensor>> {
         let mut file = std::fs::File::open(base).map_err(|e| io_err(base, "open", e))?;
         let content = gguf_file::Content::read(&mut file)
-            .map_err(train_err(format!("{} is not a readable GGUF file", base.display())))?;
+            .map_err(candle_err(format!("{} is not a readable GGUF file", base.display())))?;
         let mut out = HashMap::new();
         let mut read = |name: &str| -> Result<Tensor> {
             if !content.tensor_infos.contains_key(name) {
@@ -215,7 +215,7 @@ impl Adapter {
             content
                 .tensor(&mut file, name, &Device::Cpu)
                 .and_then(|q| q.dequantize(&Device::Cpu))
-                .map_err(train_err(format!("cannot read `{name}`")))
+                .map_err(candle_err(format!("cannot read `{name}`")))
         };
         let mut names: Vec<&String> = self.tensors.keys().collect();
         names.sort();
@@ -237,12 +237,14 @@ impl Adapter {
                 let weight = format!("{stem}.weight");
                 let w = read(&weight)?;
                 let scale = self.manifest.alpha / self.manifest.rank.max(1) as f64;
-                let delta =
-                    b.matmul(t).and_then(|d| d * scale).map_err(train_err("cannot merge"))?;
+                let delta = b
+                    .matmul(t)
+                    .and_then(|d| d * scale)
+                    .map_err(candle_err("cannot merge".to_string()))?;
                 if delta.dims() != w.dims() {
                     return Err(shape_err(&weight, w.dims(), delta.dims()));
                 }
-                out.insert(weight, (w + delta).map_err(train_err("cannot merge"))?);
+                out.insert(weight, (w + delta).map_err(candle_err("cannot merge".to_string()))?);
             }
         }
         Ok(out)
@@ -268,7 +270,7 @@ impl Adapter {
                     GgmlDType::F32
                 };
                 let q = QTensor::quantize(&t, dtype)
-                    .map_err(train_err(format!("cannot store `{name}`")))?;
+                    .map_err(candle_err(format!("cannot store `{name}`")))?;
                 Ok((name, q))
             })
             .collect()
@@ -313,7 +315,7 @@ pub fn load_model_with_adapter(
     gguf: &Path,
     adapter_dir: &Path,
     format: MergeFormat,
-) -> Result<(LlamaModel, AdapterManifest)> {
+) -> Result<(LanguageModel, AdapterManifest)> {
     load_model_with_adapter_and_precision(gguf, adapter_dir, format, Precision::default())
 }
 
@@ -326,12 +328,13 @@ pub fn load_model_with_adapter_and_precision(
     adapter_dir: &Path,
     format: MergeFormat,
     precision: Precision,
-) -> Result<(LlamaModel, AdapterManifest)> {
+) -> Result<(LanguageModel, AdapterManifest)> {
     let adapter = load_adapter(adapter_dir)?;
     adapter.check_base(gguf)?;
     let overrides = adapter.merged_qtensors(gguf, format)?;
-    let model = LlamaModel::load_with_overrides(gguf, &Device::Cpu, precision, overrides)?;
-    Ok((model, adapter.manifest))
+    let mut file = GgufFile::open(gguf)?;
+    let model = LlamaModel::from_gguf(&mut file, precision, overrides)?;
+    Ok((model.into(), adapter.manifest))
 }
 
 /// Writes a GGUF file equal to `base` with the adapter merged in; its metadata adds the base
@@ -350,7 +353,7 @@ pub fn write_merged_gguf(
     let mut merged = adapter.merged_qtensors(base, format)?;
     let mut file = std::fs::File::open(base).map_err(|e| io_err(base, "open", e))?;
     let content = gguf_file::Content::read(&mut file)
-        .map_err(train_err(format!("{} is not a readable GGUF file", base.display())))?;
+        .map_err(candle_err(format!("{} is not a readable GGUF file", base.display())))?;
     let mut names: Vec<String> = content.tensor_infos.keys().cloned().collect();
     names.sort();
     let mut tensors = Vec::with_capacity(names.len());
@@ -359,7 +362,7 @@ pub fn write_merged_gguf(
             Some(t) => t,
             None => content
                 .tensor(&mut file, name, &Device::Cpu)
-                .map_err(train_err(format!("cannot read `{name}`")))?,
+                .map_err(candle_err(format!("cannot read `{name}`")))?,
         };
         tensors.push((name.as_str(), t));
     }
@@ -382,7 +385,7 @@ pub fn write_merged_gguf(
     );
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
     gguf_file::write(&mut w, &metadata, &refs)
-        .map_err(train_err(format!("cannot write {}", tmp.display())))?;
+        .map_err(candle_err(format!("cannot write {}", tmp.display())))?;
     use std::io::Write;
     w.flush().map_err(|e| io_err(&tmp, "write", e))?;
     drop(w);
@@ -397,9 +400,9 @@ pub fn base_fingerprint_of(gguf: &Path) -> Option<String> {
     content.metadata.get(BASE_FINGERPRINT_KEY)?.to_string().ok().cloned()
 }
 
-/// The prompt style recorded in a merged GGUF, if any.
-pub fn prompt_style_of(gguf: &Path) -> Option<PromptStyle> {
+/// The name of the prompt style recorded in a merged GGUF, if any.
+pub fn prompt_style_of(gguf: &Path) -> Option<String> {
     let mut file = std::fs::File::open(gguf).ok()?;
     let content = gguf_file::Content::read(&mut file).ok()?;
-    content.metadata.get(PROMPT_STYLE_KEY)?.to_string().ok()?.parse().ok()
+    content.metadata.get(PROMPT_STYLE_KEY)?.to_string().ok().cloned()
 }
