@@ -1,80 +1,16 @@
 //! `seal train` (`--mode full`, the default): the CPU trainer. Parses nothing itself (see
-//! [`super::train::RunArgs`]); draws the progress bar, runs the retrieval check on held-out
-//! queries, and prints where the adapter went. The work is [`seal::train::cpu::run`].
+//! [`super::train::RunArgs`]); draws the progress bar, calls the retrieval check on held-out
+//! queries ([`seal::train::dev`]) after checkpoints, and prints where the adapter went. The work
+//! is [`seal::train::cpu::run`].
 
 use super::train::{format_secs, read_pairs, RunArgs};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use seal::eval::dataset::{LoadOptions, QueryFilter};
-use seal::eval::harness::{evaluate, EvalOptions};
-use seal::eval::Dataset;
-use seal::eval::SealRetriever;
 use seal::model::hub;
 use seal::model::train::run::Plan;
-use seal::searcher::{SearchSettings, Searcher};
 use seal::train::cpu::{recipe_adamw, run, CpuPlan};
-use seal::train::data::TRAINING_PROMPT_STYLE;
-use std::path::{Path, PathBuf};
+use seal::train::dev::DevRetrieval;
 use std::time::{Duration, Instant};
-
-/// Held-out retrieval during training: the dev queries and the index to search them in.
-struct DevCheck {
-    dataset: Dataset,
-    index: PathBuf,
-    gguf: PathBuf,
-    every: Duration,
-    last: Option<Instant>,
-    history: Vec<(usize, f64)>,
-}
-
-impl DevCheck {
-    fn open(args: &RunArgs, gguf: &Path) -> anyhow::Result<Option<DevCheck>> {
-        let (Some(spec), Some(dir), Some(index)) =
-            (&args.dev_queries, &args.dev_dataset, &args.dev_index)
-        else {
-            return Ok(None);
-        };
-        if args.dev_split == "test" {
-            bail!("--dev-split test would choose the model on the test queries; use `train` (or a dev split)");
-        }
-        let options =
-            LoadOptions { filter: Some(QueryFilter::parse(spec)?), ..LoadOptions::default() };
-        let dataset = Dataset::load(dir, &args.dev_split, &options)?;
-        if dataset.queries.is_empty() {
-            bail!(
-                "--dev-queries {spec}: no judged query of {} ({} split) matches",
-                dir.display(),
-                args.dev_split
-            );
-        }
-        Ok(Some(DevCheck {
-            dataset,
-            index: index.clone(),
-            gguf: gguf.to_path_buf(),
-            every: Duration::from_secs_f64(args.dev_every_minutes * 60.0),
-            last: None,
-            history: Vec::new(),
-        }))
-    }
-
-    /// SEAL's mean nDCG@10 on the dev queries with the adapter in `adapter`.
-    fn measure(&mut self, adapter: &Path, step: usize) -> seal::Result<f64> {
-        let searcher = Searcher::open_with_adapter(&self.index, &self.gguf, Some(adapter))?;
-        let settings =
-            SearchSettings { prompt: TRAINING_PROMPT_STYLE, ..SearchSettings::default() };
-        let retriever = SealRetriever::new(searcher, settings, "seal");
-        let report =
-            evaluate(&self.dataset, &retriever, &EvalOptions { depth: 100, progress: false })?;
-        let ndcg = report.mean.get("nDCG@10").copied().unwrap_or(0.0);
-        self.history.push((step, ndcg));
-        self.last = Some(Instant::now());
-        Ok(ndcg)
-    }
-
-    fn due(&self, last_step: bool) -> bool {
-        last_step || self.last.is_none_or(|t| t.elapsed() >= self.every)
-    }
-}
 
 pub fn train_cpu(args: RunArgs) -> anyhow::Result<()> {
     let (Some(pairs_path), Some(out)) = (&args.pairs, &args.out) else {
@@ -92,7 +28,17 @@ pub fn train_cpu(args: RunArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let mut dev = DevCheck::open(&args, &gguf)?;
+    let mut dev = match (&args.dev_queries, &args.dev_dataset, &args.dev_index) {
+        (Some(spec), Some(dir), Some(index)) => Some(DevRetrieval::open(
+            spec,
+            dir,
+            &args.dev_split,
+            index,
+            &gguf,
+            Duration::from_secs_f64(args.dev_every_minutes * 60.0),
+        )?),
+        _ => None,
+    };
     let plan = CpuPlan {
         gguf: gguf.clone(),
         model_name: args.model.clone(),
@@ -177,7 +123,7 @@ pub fn train_cpu(args: RunArgs) -> anyhow::Result<()> {
                 let ndcg = dev.measure(adapter, step)?;
                 line += &format!(
                     "; dev nDCG@10 {ndcg:.4} on {} queries ({:.0} s)",
-                    dev.dataset.queries.len(),
+                    dev.num_queries(),
                     t.elapsed().as_secs_f64()
                 );
             }
@@ -206,7 +152,7 @@ pub fn train_cpu(args: RunArgs) -> anyhow::Result<()> {
     );
     if let Some(dev) = dev {
         let line: Vec<String> =
-            dev.history.iter().map(|(s, n)| format!("step {s}: {n:.4}")).collect();
+            dev.history().iter().map(|(s, n)| format!("step {s}: {n:.4}")).collect();
         eprintln!("seal: dev nDCG@10: {}", line.join(", "));
     }
     Ok(())

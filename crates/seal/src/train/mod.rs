@@ -12,6 +12,7 @@
 
 pub mod cpu;
 pub mod data;
+pub mod dev;
 pub mod net;
 pub mod optim;
 pub mod trainer;
