@@ -4,14 +4,10 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use seal::corpus::{read_corpus, Passage, ReadOptions};
-use seal::eval::dataset::{LoadOptions, QueryFilter};
-use seal::eval::Dataset;
+use seal::eval::dataset::QueryFilter;
 use seal::model::hub;
-use seal::train::data::{
-    count_kinds, supervised_pairs, unsupervised_pairs, RecipeSettings, TrainingPair,
-    TRAINING_PROMPT_STYLE,
-};
+use seal::train::data::{count_kinds, RecipeSettings, TrainingPair, TRAINING_PROMPT_STYLE};
+use seal::train::dataset_pairs::{corpus_file_pairs, dataset_pairs, QuerySelection};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -40,9 +36,14 @@ struct DataArgs {
     /// A corpus file alone (BEIR JSONL, DPR TSV, KILT TSV): unsupervised pairs only.
     #[arg(long, value_name = "FILE", conflicts_with = "dataset")]
     corpus: Option<PathBuf>,
-    /// The qrels split of the supervised pairs (never `test`).
+    /// The qrels split of the supervised pairs. `test` only with --queries naming the
+    /// development slice trained on (e.g. NQ's q0000-q0399); evaluate on the other queries.
     #[arg(long, default_value = "train")]
     split: String,
+    /// Only these judged queries give supervised pairs: a range of numbered ids
+    /// (`q0000-q0399`) or @FILE with one id a line.
+    #[arg(long, value_name = "SPEC")]
+    queries: Option<String>,
     /// Output JSONL file.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -206,67 +207,60 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 
 fn data(args: DataArgs) -> anyhow::Result<()> {
     let settings = RecipeSettings { seed: args.seed, ..RecipeSettings::default() };
-    if args.split == "test" {
-        bail!("training pairs from the `test` split would leak the evaluation; use `train`");
-    }
-    let (corpus, mut pairs, supervised_from): (Vec<Passage>, Vec<TrainingPair>, Option<String>) =
-        match (&args.dataset, &args.corpus) {
-            (Some(dir), _) => {
-                let qrels = dir.join("qrels").join(format!("{}.tsv", args.split));
-                if qrels.exists() && !args.unsupervised_only {
-                    let ds = Dataset::load(dir, &args.split, &LoadOptions::default())?;
-                    let excluded =
-                        args.exclude_queries.as_deref().map(QueryFilter::parse).transpose()?;
-                    let queries: Vec<(String, String)> = ds
-                        .queries
-                        .iter()
-                        .filter(|q| !excluded.as_ref().is_some_and(|f| f.matches(&q.id)))
-                        .map(|q| (q.id.clone(), q.text.clone()))
-                        .collect();
-                    if excluded.is_some() {
-                        eprintln!(
-                            "seal: --exclude-queries held out {} of {} judged queries",
-                            ds.queries.len() - queries.len(),
-                            ds.queries.len()
-                        );
-                    }
-                    let pairs = supervised_pairs(&queries, &ds.qrels, &ds.corpus, &settings);
-                    let from = format!("{} judged queries of {}", queries.len(), qrels.display());
-                    (ds.corpus, pairs, Some(from))
-                } else {
-                    (read_passages(&dir.join("corpus.jsonl"))?, Vec::new(), None)
-                }
+    let made = match (&args.dataset, &args.corpus) {
+        (Some(dir), _) => {
+            let selection = QuerySelection {
+                only: args.queries.as_deref().map(QueryFilter::parse).transpose()?,
+                exclude: args.exclude_queries.as_deref().map(QueryFilter::parse).transpose()?,
+            };
+            if args.split == "test" && selection.only.is_some() {
+                eprintln!(
+                    "seal: training on queries of the `test` split: evaluate on the others only \
+                     (e.g. --queries with the complementary range)"
+                );
             }
-            (None, Some(file)) => (read_passages(file)?, Vec::new(), None),
-            (None, None) => bail!("give --dataset DIR or --corpus FILE"),
-        };
-    pairs.extend(unsupervised_pairs(&corpus, &settings));
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+            dataset_pairs(dir, &args.split, &selection, args.unsupervised_only, &settings)?
+        }
+        (None, Some(file)) => corpus_file_pairs(file, &settings)?,
+        (None, None) => bail!("give --dataset DIR or --corpus FILE"),
+    };
+    if made.queries_left_out > 0 {
+        eprintln!(
+            "seal: --queries/--exclude-queries left out {} of {} judged queries",
+            made.queries_left_out,
+            made.queries_left_out + made.queries_used
+        );
+    }
+    let pairs = &made.pairs;
+    let tmp = args.out.with_extension("jsonl.tmp");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut w = BufWriter::new(file);
-    for p in &pairs {
+    for p in pairs {
         serde_json::to_writer(&mut w, p)?;
         w.write_all(b"\n")?;
     }
     w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
-        "wrote {} pairs to {} ({} passages{}; prompt style `{}`: search a model trained on them with --prompt {} or --adapter)",
+        "wrote {} pairs to {} ({} passages, {}; prompt style `{}`: search a model trained on them with --prompt {} or --adapter)",
         pairs.len(),
         args.out.display(),
-        corpus.len(),
-        supervised_from.map(|s| format!(", {s}")).unwrap_or_else(|| ", no judged queries".into()),
+        made.passages,
+        if made.queries_used > 0 {
+            format!("{} judged queries", made.queries_used)
+        } else {
+            "no judged queries".to_string()
+        },
         TRAINING_PROMPT_STYLE,
         TRAINING_PROMPT_STYLE
     );
-    for (kind, n) in count_kinds(&pairs) {
+    for (kind, n) in count_kinds(pairs) {
         eprintln!("  {kind:?}: {n}");
     }
     Ok(())
-}
-
-fn read_passages(path: &Path) -> anyhow::Result<Vec<Passage>> {
-    let reader = read_corpus(path, None, ReadOptions::default())?;
-    reader.collect::<seal::Result<Vec<_>>>().with_context(|| format!("reading {}", path.display()))
 }
 
 pub(super) fn read_pairs(path: &Path) -> anyhow::Result<Vec<TrainingPair>> {

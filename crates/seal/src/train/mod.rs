@@ -12,6 +12,7 @@
 
 pub mod cpu;
 pub mod data;
+pub mod dataset_pairs;
 pub mod dev;
 pub mod net;
 pub mod optim;
