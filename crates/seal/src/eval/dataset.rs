@@ -62,7 +62,7 @@ impl QueryFilter {
         let spec = spec.trim();
         if let Some(file) = spec.strip_prefix('@') {
             let text = std::fs::read_to_string(file).map_err(|e| {
-                Error::new(ErrorKind::Io, format!("cannot read the query id list {file}"))
+                Error::new(ErrorKind::Io, format!("cannot read the query id list `{file}` (@FILE)"))
                     .with_source(e)
             })?;
             let ids = text
@@ -259,6 +259,70 @@ impl Dataset {
             })
             .collect::<Vec<_>>()
             .join(";")
+    }
+}
+
+/// Why no query of `split` in `dir` passes `filter` (given as `spec`) and `limit`, and what to
+/// do: for a range, the form of the split's ids (a range needs numbered ids with one prefix;
+/// other ids go in an `@FILE`); for a list, examples of both the list's and the split's ids.
+pub fn explain_no_query(
+    dir: &Path,
+    split: &str,
+    filter: Option<&QueryFilter>,
+    spec: Option<&str>,
+    limit: Option<usize>,
+) -> String {
+    if limit == Some(0) {
+        return "no query to evaluate: --limit 0 leaves none; give a positive --limit".into();
+    }
+    let judged: Vec<String> = read_qrels(&dir.join("qrels").join(format!("{split}.tsv")))
+        .map(|qrels| qrels.into_keys().collect())
+        .unwrap_or_default();
+    let examples = |ids: &mut dyn Iterator<Item = &String>| -> String {
+        ids.take(3).map(|id| format!("`{id}`")).collect::<Vec<_>>().join(", ")
+    };
+    let spec = spec.unwrap_or_default();
+    if judged.is_empty() {
+        return format!("no query to evaluate: split `{split}` of {} judges none", dir.display());
+    }
+    match filter {
+        None => format!("no query to evaluate in split `{split}` of {}", dir.display()),
+        Some(QueryFilter::Range { prefix, .. }) => {
+            let numbered: Vec<&String> = judged
+                .iter()
+                .filter(|id| split_numbered_id(id).is_some_and(|(p, _)| p == prefix))
+                .collect();
+            if numbered.is_empty() {
+                format!(
+                    "no judged query of split `{split}` matches --queries {spec}: a range selects \
+                     ids `{prefix}<number>`, and this split's ids look like {}. Give a range of \
+                     the ids' own form, or list the ids one a line in a file and pass --queries \
+                     @FILE",
+                    examples(&mut judged.iter())
+                )
+            } else {
+                let mut numbers: Vec<u64> = numbered
+                    .iter()
+                    .filter_map(|id| split_numbered_id(id))
+                    .map(|(_, n)| n)
+                    .collect();
+                numbers.sort_unstable();
+                format!(
+                    "no judged query of split `{split}` matches --queries {spec}: its ids \
+                     `{prefix}<number>` run from {prefix}{} to {prefix}{} ({} ids)",
+                    numbers[0],
+                    numbers[numbers.len() - 1],
+                    numbers.len()
+                )
+            }
+        }
+        Some(QueryFilter::List(ids)) => format!(
+            "none of the {} ids in --queries {spec} (e.g. {}) is a judged query of split \
+             `{split}` (e.g. {}): check the split (--split) and the ids",
+            ids.len(),
+            examples(&mut ids.iter()),
+            examples(&mut judged.iter())
+        ),
     }
 }
 

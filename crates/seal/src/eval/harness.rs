@@ -5,6 +5,7 @@
 
 use super::dataset::Dataset;
 use super::metrics::{self, Metrics, ANSWER_METRICS, RANKING_METRICS};
+use super::provenance::Provenance;
 use super::run::{sort_like_trec_eval, Run};
 use crate::{Result, Score};
 use std::collections::{BTreeMap, HashMap};
@@ -80,6 +81,8 @@ pub struct EvalReport {
     /// Per-stage milliseconds of every query, by stage name (SEAL's `body`, `titles`, …; empty
     /// for systems that do not report stages).
     pub stages: BTreeMap<String, Vec<f64>>,
+    /// What produced the run (`None` until the caller records it; `seal eval` always does).
+    pub provenance: Option<Provenance>,
 }
 
 /// Runs every query of `dataset` through `retriever` and measures the run.
@@ -184,6 +187,7 @@ pub fn evaluate_run(dataset: &Dataset, mut run: Run, system: &str) -> EvalReport
         latencies: Vec::new(),
         total_seconds: 0.0,
         stages: BTreeMap::new(),
+        provenance: None,
     }
 }
 
@@ -199,13 +203,11 @@ fn percentile(values: &[f64], p: f64) -> Option<f64> {
 }
 
 impl EvalReport {
-    /// Queries per second over the whole evaluation (0 when not timed).
-    pub fn queries_per_second(&self) -> f64 {
-        if self.total_seconds > 0.0 {
-            self.latencies.len() as f64 / self.total_seconds
-        } else {
-            0.0
-        }
+    /// Queries per second over the whole evaluation; `None` when not timed (a run measured from
+    /// files).
+    pub fn queries_per_second(&self) -> Option<f64> {
+        (self.total_seconds > 0.0 && !self.latencies.is_empty())
+            .then(|| self.latencies.len() as f64 / self.total_seconds)
     }
 
     /// The `p`-th percentile (0..=100, nearest rank) of per-query latency in milliseconds.
@@ -241,15 +243,19 @@ impl EvalReport {
             self.split,
             self.per_query.len()
         );
+        if let Some(fusion) = self.provenance.as_ref().and_then(|p| p.fusion.as_ref()) {
+            out.push_str(&format!("  ({})\n", fusion.describe()));
+        }
         for name in self.metric_names() {
             if let Some(value) = self.mean.get(name) {
                 out.push_str(&format!("  {name:<11} {value:.4}\n"));
             }
         }
-        if let (Some(p50), Some(p95)) = (self.latency_ms(50.0), self.latency_ms(95.0)) {
+        if let (Some(p50), Some(p95), Some(rate)) =
+            (self.latency_ms(50.0), self.latency_ms(95.0), self.queries_per_second())
+        {
             out.push_str(&format!(
-                "  {:.1} queries/s, latency p50 {p50:.2} ms, p95 {p95:.2} ms\n",
-                self.queries_per_second()
+                "  {rate:.1} queries/s, latency p50 {p50:.2} ms, p95 {p95:.2} ms\n"
             ));
         }
         let stages = self.stage_percentiles();
@@ -263,9 +269,16 @@ impl EvalReport {
         out
     }
 
-    /// The report as JSON: mean and per-query metrics, timings (the run itself is written as a
-    /// TREC file instead).
+    /// The report as JSON: mean and per-query metrics, timings (`null` when not timed: a run
+    /// measured from files), provenance (the run itself is written as a TREC file instead).
     pub fn to_json(&self) -> serde_json::Value {
+        let latency_ms = (!self.latencies.is_empty()).then(|| {
+            serde_json::json!({
+                "p50": self.latency_ms(50.0),
+                "p95": self.latency_ms(95.0),
+                "mean": self.latencies.iter().sum::<f64>() * 1000.0 / self.latencies.len() as f64,
+            })
+        });
         serde_json::json!({
             "system": self.system,
             "dataset": self.dataset,
@@ -273,19 +286,14 @@ impl EvalReport {
             "num_queries": self.per_query.len(),
             "mean": self.mean,
             "queries_per_second": self.queries_per_second(),
-            "latency_ms": {
-                "p50": self.latency_ms(50.0),
-                "p95": self.latency_ms(95.0),
-                "mean": if self.latencies.is_empty() { None } else {
-                    Some(self.latencies.iter().sum::<f64>() * 1000.0 / self.latencies.len() as f64)
-                },
-            },
+            "latency_ms": latency_ms,
             "stages_ms": self
                 .stage_percentiles()
                 .into_iter()
                 .map(|(name, (p50, p95))| (name, serde_json::json!({"p50": p50, "p95": p95})))
                 .collect::<serde_json::Map<_, _>>(),
             "per_query": self.per_query,
+            "provenance": self.provenance,
         })
     }
 }

@@ -9,16 +9,26 @@
 //! - [`metrics`]: nDCG@10, MAP, MRR@10, R@k, P@10, gold@k, answer@k, in trec_eval's conventions
 //!   (checked against ir_measures/pytrec_eval on committed fixtures).
 //! - [`run`]: TREC run files (read, write, sort as trec_eval does).
+//! - [`provenance`]: what produced a run (system, model and index sha256, settings, fusion and
+//!   its inputs, dataset fingerprint, query selection, `seal` build).
+//! - [`origin`]: run files with their provenance sidecar, and the check that a run belongs to
+//!   the dataset it is measured on.
 //! - [`fusion`]: reciprocal-rank fusion and normalised score interpolation.
 //! - [`harness`]: the [`Retriever`] trait and [`evaluate`], which runs every query and measures.
 //! - [`retrievers`]: BM25 and SEAL ([`SealRetriever`]) as [`Retriever`]s.
+//! - [`significance`]: paired randomization and bootstrap tests, bootstrap intervals, Holm.
+//! - [`compare`]: several systems against a baseline, metric by metric (`seal eval compare`).
 
+pub mod compare;
 pub mod dataset;
 pub mod fusion;
 pub mod harness;
 pub mod metrics;
+pub mod origin;
+pub mod provenance;
 pub mod retrievers;
 pub mod run;
+pub mod significance;
 
 pub use dataset::{Dataset, Query, QueryFilter};
 pub use harness::{evaluate, EvalOptions, EvalReport, Retriever};

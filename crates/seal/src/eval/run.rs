@@ -12,7 +12,6 @@
 
 use crate::{Error, ErrorKind, Result, Score};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 /// Ranked results of many queries: query id → (passage id, score), best first.
@@ -28,47 +27,57 @@ pub fn sort_like_trec_eval(results: &mut [(String, Score)]) {
     results.sort_by(trec_eval_order);
 }
 
-/// Writes `run` as a TREC run file (`qid Q0 docid rank score tag`), queries in id order, each
-/// query's results in trec_eval's order.
+/// `run` as the text of a TREC run file (`qid Q0 docid rank score tag`), queries in id order,
+/// each query's results in trec_eval's order; `tag` loses its whitespace (`seal` when empty).
+pub fn format_trec_run(run: &Run, tag: &str) -> String {
+    use std::fmt::Write as _;
+    let tag = if tag.trim().is_empty() { "seal" } else { tag.trim() };
+    let tag: String = tag.split_whitespace().collect::<Vec<_>>().join("_");
+    let mut out = String::new();
+    for (query_id, results) in run {
+        let mut sorted = results.clone();
+        sort_like_trec_eval(&mut sorted);
+        for (rank, (doc_id, score)) in sorted.iter().enumerate() {
+            let _ = writeln!(out, "{query_id} Q0 {doc_id} {} {score} {tag}", rank + 1);
+        }
+    }
+    out
+}
+
+/// Writes `run` as a TREC run file ([`format_trec_run`]) through a temporary file and a rename.
+/// To record what made it as well, use [`super::origin::write_run_with_provenance`].
 ///
 /// # Errors
 ///
 /// When the file cannot be written.
 pub fn write_trec_run(path: &Path, run: &Run, tag: &str) -> Result<()> {
-    let io_error = |e: std::io::Error| {
-        Error::new(ErrorKind::Io, format!("cannot write the run file {}", path.display()))
-            .with_source(e)
-    };
-    let tag = if tag.trim().is_empty() { "seal" } else { tag.trim() };
-    let tag: String = tag.split_whitespace().collect::<Vec<_>>().join("_");
-    let mut out = BufWriter::new(std::fs::File::create(path).map_err(io_error)?);
-    for (query_id, results) in run {
-        let mut sorted = results.clone();
-        sort_like_trec_eval(&mut sorted);
-        for (rank, (doc_id, score)) in sorted.iter().enumerate() {
-            writeln!(out, "{query_id} Q0 {doc_id} {} {score} {tag}", rank + 1).map_err(io_error)?;
-        }
-    }
-    out.flush().map_err(io_error)
+    crate::docstore::write_atomically(path, format_trec_run(run, tag).as_bytes())
 }
 
 /// Reads a TREC run file (6 whitespace-separated columns; the rank column is ignored, the order
-/// of each query is trec_eval's).
+/// of each query is trec_eval's). [`super::origin::RunFile::read`] also reads its provenance.
 ///
 /// # Errors
 ///
 /// When the file cannot be read, or a line does not have 6 columns and a numeric score (the
 /// message names the line).
 pub fn read_trec_run(path: &Path) -> Result<Run> {
-    let file = std::fs::File::open(path).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("cannot open the run file {}", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("cannot read the run file {}", path.display()))
             .with_source(e)
     })?;
+    parse_trec_run(&text, path)
+}
+
+/// Parses the text of a TREC run file read from `path` (named in errors); see
+/// [`read_trec_run`].
+///
+/// # Errors
+///
+/// A line without 6 columns and a finite numeric score.
+pub fn parse_trec_run(text: &str, path: &Path) -> Result<Run> {
     let mut run = Run::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| {
-            Error::new(ErrorKind::Io, format!("cannot read {}", path.display())).with_source(e)
-        })?;
+    for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
