@@ -1,6 +1,11 @@
 //! Evaluation tests: metrics against ir_measures/pytrec_eval fixtures
 //! (`testdata/eval/make_fixtures.py`), and `seal eval --system bm25` end to end on the tiny
-//! hand-made dataset `testdata/eval/tiny` with values worked out by hand.
+//! hand-made dataset `testdata/eval/tiny` with values worked out by hand. Provenance, guiding
+//! errors, `seal eval compare` and its statistics are in the submodules.
+
+mod compare;
+mod provenance;
+mod significance;
 
 use seal::corpus::{read_corpus, CorpusFormat, ReadOptions};
 use seal::eval::dataset::read_queries;
@@ -10,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn testdata() -> PathBuf {
+pub(super) fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/eval")
 }
 
@@ -19,7 +24,7 @@ fn expected() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn assert_close(got: f64, want: f64, what: &str) {
+pub(super) fn assert_close(got: f64, want: f64, what: &str) {
     assert!((got - want).abs() <= 1e-9, "{what}: got {got}, reference {want}");
 }
 
@@ -82,17 +87,17 @@ fn answer_at_k_equals_the_independent_python_implementation() {
     assert_eq!(hits, 8.0);
 }
 
-fn seal_eval(args: &[&str]) -> std::process::Output {
+pub(super) fn seal_eval(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_seal")).arg("eval").args(args).output().unwrap()
 }
 
-fn out_dir(name: &str) -> PathBuf {
+pub(super) fn out_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-fn run_tiny(extra: &[&str], out: &Path) -> serde_json::Value {
+pub(super) fn run_tiny(extra: &[&str], out: &Path) -> serde_json::Value {
     let dataset = testdata().join("tiny");
     let mut args = vec!["--dataset", dataset.to_str().unwrap(), "--json", "--out"];
     args.push(out.to_str().unwrap());
@@ -233,6 +238,48 @@ fn seal_and_hybrid_systems_run_end_to_end_with_the_real_model() {
         }
     }
 
+    // The hybrid records both systems, the model and index by sha256, and the fusion.
+    let hybrid: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("hybrid").join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let provenance = &hybrid["provenance"];
+    assert_eq!(provenance["system"], "hybrid");
+    assert_eq!(provenance["fusion"]["method"], "zscore");
+    assert_eq!(provenance["fusion"]["weight_on"], "seal");
+    assert_eq!(provenance["bm25"]["k1"], 0.9);
+    let seal_side = &provenance["seal_system"];
+    assert_eq!(seal_side["model"]["name"], "smollm2-135m");
+    assert_eq!(seal_side["model"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(seal_side["index"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(seal_side["settings"]["beam"], 5);
+    assert_eq!(seal_side["settings"]["precision"], "exact");
+
+    // Without --index an index is built under --out, said on stderr, then reused.
+    let built = out.join("built");
+    for (attempt, said) in [
+        (0, "no --index given: building an index of tiny's 5 passages"),
+        (1, "no --index given: reusing"),
+    ] {
+        let output = seal_eval(&[
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--system",
+            "seal",
+            "--beam",
+            "2",
+            "--limit",
+            "1",
+            "--json",
+            "--out",
+            built.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains(said), "attempt {attempt}: {stderr}");
+    }
+    assert!(built.join("tiny-seal-index-smollm2-135m").join("seal-eval-corpus.sha256").exists());
+
     // One decode ranked both ways gives exactly the runs of two separate evaluations.
     let both = out.join("both");
     let output = eval("seal", &both, &["--both-rankings"]);
@@ -259,11 +306,24 @@ fn fusing_saved_runs_from_files() {
     let first = run_tiny(&[], &out.join("a"));
     assert_eq!(first["num_queries"], 4);
     let run = out.join("a/run.trec");
-    // Fusing a run with itself by RRF keeps its order: same metrics.
-    let fused =
-        run_tiny(&["--from-runs", run.to_str().unwrap(), run.to_str().unwrap()], &out.join("b"));
+    // Fusing a run with itself by RRF keeps its order: same metrics. The fused system is named
+    // after its inputs (the folders of their run.trec), and records how it was fused.
+    let fused = run_tiny(
+        &["--from-runs", run.to_str().unwrap(), run.to_str().unwrap(), "--fusion", "rrf"],
+        &out.join("b"),
+    );
     assert_eq!(fused["mean"]["nDCG@10"], first["mean"]["nDCG@10"]);
-    assert_eq!(fused["system"], "run+run");
+    assert_eq!(fused["system"], "a+a");
+    let fusion = &fused["provenance"]["fusion"];
+    assert_eq!(
+        (fusion["method"].as_str(), fusion["weight"].as_f64(), fusion["weight_on"].as_str()),
+        (Some("rrf"), Some(0.2), Some("a"))
+    );
+    assert_eq!(fusion["rrf_k"], 60.0);
+    // Measured from files: not timed, and said so (null, not 0).
+    assert!(fused["queries_per_second"].is_null() && fused["latency_ms"].is_null());
+    let run_text = std::fs::read_to_string(out.join("b/run.trec")).unwrap();
+    assert!(run_text.lines().all(|l| l.ends_with(" a+a")), "{run_text}");
 }
 
 /// Not a test of the code but a measurement over the shared datasets (skipped without them):
