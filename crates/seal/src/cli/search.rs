@@ -195,6 +195,8 @@ pub fn open_searcher(
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let mut settings = args.settings.to_settings();
+    // The library's and the API's own ranges, checked before the model loads.
+    settings.check().map_err(|e| anyhow::anyhow!(e.for_command_line()))?;
     let progress = !args.json;
     let (searcher, trained_style) = open_searcher(
         args.index.as_deref(),

@@ -36,6 +36,7 @@
 //! - `builder`: [`SearcherBuilder`], from "an index or the sample, a model name or path, an
 //!   adapter" to an open searcher and the prompt style a trained model needs;
 //! - `response`: the settings and everything a search returns;
+//! - `limits`: the accepted range of each setting, shared by the library, the CLI and the API;
 //! - `candidates`: the query's own spans and the first-step unigrams;
 //! - `model_view`: the FM-index as the scorer's corpus, the model as the decoder's;
 //! - `evidence`: token spans of a hit back to character spans of its title and text.
@@ -60,6 +61,7 @@ pub const MAX_QUERY_BYTES: usize = 2048;
 mod builder;
 mod candidates;
 mod evidence;
+mod limits;
 mod model_view;
 mod open;
 mod response;
@@ -68,6 +70,7 @@ pub use builder::{OpenProgress, SearcherBuilder, SAMPLE_CORPUS};
 use candidates::best_unigrams;
 pub use candidates::query_spans;
 use evidence::SpanLocator;
+pub use limits::{InvalidSetting, MAX_BEAM, MAX_NGRAM_TOKENS};
 pub use model_view::FmCorpus;
 use model_view::ModelAdapter;
 pub use response::*;
@@ -157,10 +160,6 @@ impl Searcher {
     /// # Errors
     /// An empty or over-long query, invalid settings, or a model failure.
     pub fn search(&self, query: &str, settings: &SearchSettings) -> Result<SearchResponse> {
-        if settings.k == 0 {
-            return Err(Error::new(ErrorKind::InvalidInput, "k must be at least 1"));
-        }
-        settings.scoring.validate()?;
         let started_cpu = thread_cpu_ms();
         let generated = self.generate(query, settings)?;
         let mut response = self.rank(&generated, settings)?;
@@ -174,8 +173,10 @@ impl Searcher {
     /// one decode.
     ///
     /// # Errors
-    /// An empty or over-long query, or a model failure.
+    /// An empty or over-long query, a setting out of its range ([`SearchSettings::validate`]),
+    /// or a model failure.
     pub fn generate(&self, query: &str, settings: &SearchSettings) -> Result<Generated> {
+        settings.validate()?;
         let started = Instant::now();
         let query_text = query.split_whitespace().collect::<Vec<_>>().join(" ");
         if query_text.is_empty() {

@@ -13,10 +13,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-/// Largest beam size a request may ask for: beyond it a query costs minutes, not seconds.
-pub const MAX_BEAM: usize = 64;
-/// Largest number of generated tokens per body n-gram or title a request may ask for.
-pub const MAX_NGRAM_TOKENS: usize = 32;
+/// Largest beam size and n-gram lengths a request may ask for: the library's own limits
+/// ([`SearchSettings::check`] is the one validation the CLI and the API share).
+pub use crate::searcher::{MAX_BEAM, MAX_NGRAM_TOKENS};
 
 /// `POST /search`: a query and, optionally, the settings of [`SearchSettings`]. Fields not listed
 /// here are an error (a misspelt setting must not be silently ignored).
@@ -116,22 +115,13 @@ impl SearchRequest {
             )));
         }
         let defaults = SearchSettings::default();
-        let k = in_range("k", self.k, defaults.k, 1, limits.max_k)?;
-        let beam = in_range("beam", self.beam, defaults.beam.beam, 1, MAX_BEAM)?;
-        let max_body_tokens = in_range(
-            "max_tokens",
-            self.max_tokens,
-            defaults.beam.max_body_tokens,
-            1,
-            MAX_NGRAM_TOKENS,
-        )?;
-        let max_title_tokens = in_range(
-            "max_title_tokens",
-            self.max_title_tokens,
-            defaults.beam.max_title_tokens,
-            1,
-            MAX_NGRAM_TOKENS,
-        )?;
+        // The server's own cap on k; every other range is the library's (`check` below).
+        if let Some(k) = self.k.filter(|k| !(1..=limits.max_k).contains(k)) {
+            return Err(ApiError::bad_request(format!(
+                "\"k\" is {k}; it must be between 1 and {}",
+                limits.max_k
+            )));
+        }
         let ranking = match self.ranking.as_deref() {
             None => defaults.scoring.ranking,
             Some("intersective") => Ranking::Intersective,
@@ -142,15 +132,6 @@ impl SearchRequest {
                 )))
             }
         };
-        let length_norm = match self.length_norm {
-            None => defaults.scoring.length_norm,
-            Some(b) if (0.0..=1.0).contains(&b) => b,
-            Some(b) => {
-                return Err(ApiError::bad_request(format!(
-                    "\"length_norm\" is {b}; use a number from 0 (SEAL's scoring) to 1"
-                )))
-            }
-        };
         let prompt = match self.prompt.as_deref() {
             None => default_prompt,
             Some(name) => name
@@ -158,36 +139,25 @@ impl SearchRequest {
                 .map_err(|e| ApiError::bad_request(format!("\"prompt\": {e}")))?,
         };
         let settings = SearchSettings {
-            k,
+            k: self.k.unwrap_or(defaults.k),
             beam: BeamSettings {
-                beam,
-                max_body_tokens,
-                max_title_tokens,
+                beam: self.beam.unwrap_or(defaults.beam.beam),
+                max_body_tokens: self.max_tokens.unwrap_or(defaults.beam.max_body_tokens),
+                max_title_tokens: self.max_title_tokens.unwrap_or(defaults.beam.max_title_tokens),
                 title_prefixes: self.title_prefixes.unwrap_or(defaults.beam.title_prefixes),
             },
             prompt,
             titles: self.titles.unwrap_or(defaults.titles),
             query_ngrams: self.query_ngrams.unwrap_or(defaults.query_ngrams),
-            scoring: ScoringSettings { ranking, length_norm, ..defaults.scoring },
+            scoring: ScoringSettings {
+                ranking,
+                length_norm: self.length_norm.unwrap_or(defaults.scoring.length_norm),
+                ..defaults.scoring
+            },
             evidence: self.evidence.unwrap_or(defaults.evidence),
         };
+        settings.check().map_err(|e| ApiError::bad_request(e.for_json()))?;
         Ok(ValidSearch { query, settings, include_ngrams: self.ngrams.unwrap_or(true) })
-    }
-}
-
-fn in_range(
-    name: &str,
-    value: Option<usize>,
-    default: usize,
-    min: usize,
-    max: usize,
-) -> Result<usize, ApiError> {
-    match value {
-        None => Ok(default),
-        Some(v) if (min..=max).contains(&v) => Ok(v),
-        Some(v) => Err(ApiError::bad_request(format!(
-            "\"{name}\" is {v}; it must be between {min} and {max}"
-        ))),
     }
 }
 
@@ -443,6 +413,7 @@ mod tests {
         assert!(error(r#"{"query": "q", "k": 51}"#).contains("between 1 and 50"));
         assert!(error(r#"{"query": "q", "k": -1}"#).contains("does not fit"));
         assert!(error(r#"{"query": "q", "beam": 65}"#).contains("\"beam\" is 65"));
+        assert!(error(r#"{"query": "q", "beam": 0}"#).contains("between 1 and 64"));
         assert!(error(r#"{"query": "q", "max_tokens": 0}"#).contains("\"max_tokens\" is 0"));
         assert!(
             error(r#"{"query": "q", "ranking": "bm25"}"#).contains("\"intersective\" or \"lm+fm\"")
