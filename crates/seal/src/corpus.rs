@@ -21,7 +21,9 @@
 //!
 //! A line that cannot be read (invalid UTF-8, invalid JSON, a missing `_id`/`text`, a wrong number
 //! of TSV fields) is an error that names the file and the 1-based line, unless
-//! [`ReadOptions::skip_bad_lines`] is set: then it is skipped and counted in [`ReadStats`].
+//! [`ReadOptions::skip_bad_lines`] is set: then it is skipped, counted in [`ReadStats`] and
+//! listed with its reason ([`CorpusReader::skipped_lines`], the first
+//! [`MAX_LISTED_SKIPPED_LINES`]).
 //! Blank lines are ignored. A passage whose cleaned title **and** cleaned text are both empty is
 //! skipped and counted ([`ReadStats::empty_passages`]); a passage with only a title or only a
 //! text is kept. Duplicate ids are not detected here.
@@ -158,6 +160,21 @@ pub struct ReadStats {
     pub empty_passages: u64,
 }
 
+/// How many skipped lines a reader lists with their reasons; later ones are only counted (a
+/// corpus that bad is the wrong file, and the list must not grow without bound).
+pub const MAX_LISTED_SKIPPED_LINES: usize = 100_000;
+/// Longest reason kept for a skipped line, in bytes (a JSON error can quote a long line).
+const MAX_SKIP_REASON_BYTES: usize = 200;
+
+/// A corpus line that could not be read and was skipped (`skip_bad_lines`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLine {
+    /// Its 1-based line number in the corpus file.
+    pub line: u64,
+    /// Why it could not be read (at most 200 bytes).
+    pub reason: String,
+}
+
 /// A streaming reader of passages: an iterator of `Result<Passage>`, cleaned, empty ones
 /// skipped. After an error (without `skip_bad_lines`) the iterator ends.
 pub struct CorpusReader {
@@ -168,6 +185,7 @@ pub struct CorpusReader {
     line_number: u64,
     buffer: Vec<u8>,
     stats: ReadStats,
+    skipped: Vec<SkippedLine>,
     finished: bool,
 }
 
@@ -212,6 +230,7 @@ impl CorpusReader {
             line_number: 0,
             buffer: Vec::new(),
             stats: ReadStats::default(),
+            skipped: Vec::new(),
             finished: false,
         }
     }
@@ -225,6 +244,12 @@ impl CorpusReader {
     /// Counts of passages yielded and lines/passages skipped so far.
     pub fn stats(&self) -> ReadStats {
         self.stats
+    }
+
+    /// The lines skipped so far (`skip_bad_lines`), in file order with their reasons: the first
+    /// [`MAX_LISTED_SKIPPED_LINES`] of them; [`ReadStats::bad_lines`] counts them all.
+    pub fn skipped_lines(&self) -> &[SkippedLine] {
+        &self.skipped
     }
 
     /// The format being read.
@@ -340,6 +365,13 @@ impl Iterator for CorpusReader {
                 Err(message) => {
                     if self.options.skip_bad_lines {
                         self.stats.bad_lines += 1;
+                        if self.skipped.len() < MAX_LISTED_SKIPPED_LINES {
+                            let reason = truncate_at_char(&message, MAX_SKIP_REASON_BYTES);
+                            self.skipped.push(SkippedLine {
+                                line: self.line_number,
+                                reason: reason.into(),
+                            });
+                        }
                         continue;
                     }
                     self.finished = true;
@@ -349,6 +381,15 @@ impl Iterator for CorpusReader {
         }
         None
     }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn parse_beir_line(line: &str) -> std::result::Result<Passage, String> {
@@ -605,6 +646,33 @@ mod tests {
         let ids: Vec<String> = ok(items).into_iter().map(|p| p.id).collect();
         assert_eq!(ids, ["a", "b"]);
         assert_eq!(stats, ReadStats { passages: 2, bad_lines: 2, empty_passages: 0 });
+    }
+
+    #[test]
+    fn skipped_lines_are_listed_with_their_line_numbers_and_reasons() {
+        let long = format!("{{\"_id\": \"x\", \"text\": \"{}", "é".repeat(300));
+        let text = format!(
+            "{{\"_id\": \"a\", \"text\": \"x\"}}\n\nnot json\n{long}\n{{\"text\": \"no id\"}}\n"
+        );
+        let mut reader = CorpusReader::from_str(
+            &text,
+            CorpusFormat::BeirJsonl,
+            ReadOptions { skip_bad_lines: true },
+        );
+        assert_eq!(reader.by_ref().count(), 1);
+        let lines: Vec<u64> = reader.skipped_lines().iter().map(|s| s.line).collect();
+        assert_eq!(lines, [3, 4, 5]);
+        assert!(reader.skipped_lines()[0].reason.starts_with("invalid JSON"));
+        assert!(reader.skipped_lines()[1].reason.len() <= MAX_SKIP_REASON_BYTES);
+        assert!(reader.skipped_lines()[2].reason.contains("_id"), "{:?}", reader.skipped_lines());
+    }
+
+    #[test]
+    fn without_skip_bad_lines_nothing_is_listed() {
+        let mut reader =
+            CorpusReader::from_str("not json\n", CorpusFormat::BeirJsonl, ReadOptions::default());
+        assert!(reader.next().unwrap().is_err());
+        assert!(reader.skipped_lines().is_empty());
     }
 
     #[test]
