@@ -448,6 +448,12 @@ impl FmIndex {
         self.parts.symbols.len()
     }
 
+    /// The largest token id in the corpus, the separator included (what a vocabulary must
+    /// cover to have produced this index).
+    pub fn max_token_id(&self) -> TokenId {
+        self.parts.symbols.last().copied().unwrap_or(0).max(self.separator())
+    }
+
     /// Size in bytes of every component of the index, in file order (the header excluded).
     pub fn size_breakdown(&self) -> Vec<(&'static str, usize)> {
         (0..NUM_SECTIONS).map(|i| (SECTION_NAMES[i], self.parts.section_words[i] * 8)).collect()

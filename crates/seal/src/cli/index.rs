@@ -3,8 +3,9 @@
 use super::progress::Bars;
 use anyhow::Context;
 use clap::Args;
+use seal::corpus::SkippedLine;
 use seal::corpus::{read_corpus, CorpusFormat, ReadOptions};
-use seal::indexer::{build_index, ModelRef};
+use seal::indexer::{build_index_with, ModelRef, SkippedLines, SKIPPED_LINES_FILE};
 use seal::model::{hub, tokenizer::Tokenizer};
 use std::path::PathBuf;
 
@@ -15,7 +16,9 @@ pub struct IndexArgs {
     /// KILT TSV (`id`, `title`, `text`).
     #[arg(long)]
     pub corpus: PathBuf,
-    /// Directory to write the index to (created if missing; an old index there is replaced).
+    /// Directory to write the index to: created if missing; an index there is replaced whole
+    /// when the new one is complete (it answers until then, and survives a failed build); a
+    /// non-empty directory that is not a seal index is refused.
     #[arg(long)]
     pub out: PathBuf,
     /// Model whose tokenizer produces the token ids: a known name (see `seal model list`) or a
@@ -25,7 +28,8 @@ pub struct IndexArgs {
     /// Corpus format: beir, dpr or kilt (default: from the file extension and header).
     #[arg(long, value_parser = parse_format)]
     pub format: Option<CorpusFormat>,
-    /// Skip (and count) corpus lines that cannot be read instead of stopping at the first one.
+    /// Skip corpus lines that cannot be read instead of stopping at the first one; they are
+    /// listed with their reasons in skipped-lines.tsv in the index directory.
     #[arg(long)]
     pub skip_bad_lines: bool,
     /// Model cache directory (default: $SEAL_CACHE_DIR, else ~/.cache/seal).
@@ -61,8 +65,10 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
     );
 
     let bars = Bars::new(!args.json);
-    let manifest = build_index(
+    let skipped = SkippedLines { total: stats.bad_lines, listed: reader.skipped_lines() };
+    let manifest = build_index_with(
         passages,
+        skipped,
         &tokenizer,
         ModelRef { name: args.model.clone(), fingerprint },
         &args.out,
@@ -96,5 +102,33 @@ pub fn run(args: IndexArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if stats.bad_lines > 0 {
+        // On stderr with --json, so that stdout stays one JSON document.
+        let note = skipped_note(stats.bad_lines, reader.skipped_lines(), &args.out);
+        if args.json {
+            eprintln!("{note}");
+        } else {
+            println!("{note}");
+        }
+    }
     Ok(())
+}
+
+/// How many of the skipped line numbers the summary shows.
+const SHOWN_SKIPPED_LINES: usize = 10;
+
+/// `  unreadable lines: 2, 7, 9 (all of them, with reasons, in DIR/skipped-lines.tsv)`.
+fn skipped_note(total: u64, listed: &[SkippedLine], out: &std::path::Path) -> String {
+    let shown: Vec<String> =
+        listed.iter().take(SHOWN_SKIPPED_LINES).map(|s| s.line.to_string()).collect();
+    let which = if total as usize > shown.len() {
+        format!("the first {} of {total}", shown.len())
+    } else {
+        "all of them".to_owned()
+    };
+    format!(
+        "  unreadable lines: {} ({which}; the list with reasons is in {})",
+        shown.join(", "),
+        out.join(SKIPPED_LINES_FILE).display()
+    )
 }

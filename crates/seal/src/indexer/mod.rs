@@ -7,20 +7,28 @@
 //! # An index directory
 //!
 //! ```text
-//! manifest.json   format version, model fingerprint, tokenizer facts, settings, counts, sizes
-//! fm.idx          the FM-index over token ids (seal-index format)
-//! docs.bin        passage ids, titles and texts (docstore format)
+//! manifest.json        format version, model fingerprint, tokenizer facts, settings, counts, sizes
+//! fm.idx               the FM-index over token ids (seal-index format)
+//! docs.bin             passage ids, titles and texts (docstore format)
+//! skipped-lines.tsv    only when corpus lines were skipped: their numbers and reasons
 //! ```
 //!
-//! The manifest is written last, so a directory without one is an unfinished build.
+//! The files are written into a staging directory beside the target, the manifest last, and
+//! the staging directory is swapped in whole ([`replace`]): the target is the old index or the
+//! new one at every instant. Opening checks the manifest against the files ([`IndexFiles`]).
+//! Directories of earlier versions (the same flat layout) open as they are.
 
-use crate::corpus::Passage;
+mod manifest;
+pub mod replace;
+
+pub use manifest::{read_manifest, FileSizes, IndexFiles, Manifest, ModelRef, TokenizerFacts};
+
+use crate::corpus::{Passage, SkippedLine};
 use crate::docstore::{write_atomically, DocStore};
 use crate::model::tokenizer::Tokenizer;
 use crate::{Error, ErrorKind, Result, TokenId};
 use rayon::prelude::*;
 use seal_index::FmIndexBuilder;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -35,58 +43,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const FM_INDEX_FILE: &str = "fm.idx";
 /// The document store file.
 pub const DOCS_FILE: &str = "docs.bin";
-
-/// What an index directory holds, written as `manifest.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    /// [`INDEX_FORMAT_VERSION`] at build time.
-    pub format_version: u32,
-    /// The `seal` version that built the index.
-    pub seal_version: String,
-    /// The model whose tokenizer produced the token ids.
-    pub model: ModelRef,
-    /// Facts about the tokenizer the search side must agree on.
-    pub tokenizer: TokenizerFacts,
-    /// Number of indexed passages.
-    pub num_docs: usize,
-    /// Passages skipped because their document string was empty.
-    pub skipped_empty: usize,
-    /// Tokens in the FM-index text, separators included (SEAL's N).
-    pub num_tokens: usize,
-    /// Seconds the build took.
-    pub build_seconds: f64,
-    /// Size of each file in bytes.
-    pub sizes: FileSizes,
-}
-
-/// The model an index was built with.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ModelRef {
-    /// The name or path it was given as.
-    pub name: String,
-    /// sha256 of the GGUF file.
-    pub fingerprint: String,
-}
-
-/// Tokenizer facts recorded at build time.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TokenizerFacts {
-    /// Vocabulary size.
-    pub vocab_size: usize,
-    /// The separator appended to every document (the model's EOS).
-    pub separator: TokenId,
-    /// The tokens of [`TITLE_DELIMITER`].
-    pub title_delimiter: Vec<TokenId>,
-}
-
-/// Byte sizes of the files of an index directory.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-pub struct FileSizes {
-    /// `fm.idx`.
-    pub fm_index: u64,
-    /// `docs.bin`.
-    pub docs: u64,
-}
+/// The corpus lines a build skipped (`--skip-bad-lines`): `line<TAB>reason`, after `#` comments.
+pub const SKIPPED_LINES_FILE: &str = "skipped-lines.tsv";
 
 /// Reports build progress: `(stage, done, total)`.
 pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
@@ -103,10 +61,23 @@ pub fn indexed_string(p: &Passage) -> String {
     }
 }
 
-/// Builds an index directory at `out` from `passages`.
+/// Corpus lines a build skipped as unreadable, recorded in the index
+/// ([`Manifest::skipped_bad_lines`], [`SKIPPED_LINES_FILE`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SkippedLines<'a> {
+    /// How many lines were skipped.
+    pub total: u64,
+    /// The first of them, in file order, with their reasons
+    /// ([`crate::corpus::CorpusReader::skipped_lines`]).
+    pub listed: &'a [SkippedLine],
+}
+
+/// Builds an index directory at `out` from `passages`, replacing an index there atomically
+/// (see [`replace`]).
 ///
 /// # Errors
-/// When tokenization, the FM-index build or a write fails.
+/// When `out` is a non-empty directory that is not a seal index, or tokenization, the FM-index
+/// build or a write fails; the index that was in `out` is then unchanged.
 pub fn build_index(
     passages: Vec<Passage>,
     tokenizer: &Tokenizer,
@@ -114,14 +85,40 @@ pub fn build_index(
     out: &Path,
     progress: Progress<'_>,
 ) -> Result<Manifest> {
-    let start = Instant::now();
-    std::fs::create_dir_all(out).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("cannot create index directory {}", out.display()))
-            .with_source(e)
-    })?;
-    // A stale manifest must not describe the files we are about to replace.
-    let _ = std::fs::remove_file(out.join(MANIFEST_FILE));
+    build_index_with(passages, SkippedLines::default(), tokenizer, model, out, progress)
+}
 
+/// [`build_index`], recording the corpus lines that were skipped.
+///
+/// # Errors
+/// As [`build_index`].
+pub fn build_index_with(
+    passages: Vec<Passage>,
+    skipped: SkippedLines<'_>,
+    tokenizer: &Tokenizer,
+    model: ModelRef,
+    out: &Path,
+    progress: Progress<'_>,
+) -> Result<Manifest> {
+    let start = Instant::now();
+    let target = replace::Target::prepare(out)?;
+    let staging = target.stage()?;
+    let manifest =
+        write_index(passages, skipped, tokenizer, model, staging.path(), start, progress)?;
+    staging.commit(&target)?;
+    Ok(manifest)
+}
+
+/// Writes an index's files into `out`, an empty directory, the manifest last.
+fn write_index(
+    passages: Vec<Passage>,
+    skipped: SkippedLines<'_>,
+    tokenizer: &Tokenizer,
+    model: ModelRef,
+    out: &Path,
+    start: Instant,
+    progress: Progress<'_>,
+) -> Result<Manifest> {
     let total = passages.len() as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
     let encoded: Vec<Result<Option<Vec<TokenId>>>> = passages
@@ -173,49 +170,33 @@ pub fn build_index(
         },
         num_docs,
         skipped_empty,
+        skipped_bad_lines: skipped.total,
         num_tokens: fm.num_tokens(),
         build_seconds: start.elapsed().as_secs_f64(),
         sizes: FileSizes { fm_index: file_size(&fm_path), docs: file_size(&docs_path) },
     };
+    if skipped.total > 0 {
+        write_skipped_lines(out, skipped)?;
+    }
     write_manifest(out, &manifest)?;
     Ok(manifest)
 }
 
-/// Reads `manifest.json` of an index directory and checks its format version.
-///
-/// # Errors
-/// When it is missing, unreadable, or of another format version.
-pub fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::new(
-            ErrorKind::Index,
-            format!(
-                "{} is not a seal index (no readable {MANIFEST_FILE}); build one with `seal index --corpus FILE --out {}`",
-                dir.display(),
-                dir.display()
-            ),
-        )
-        .with_source(e)
-    })?;
-    let m: Manifest = serde_json::from_str(&text).map_err(|e| {
-        Error::new(
-            ErrorKind::Index,
-            format!("{} is corrupt; rebuild the index with `seal index`", path.display()),
-        )
-        .with_source(e)
-    })?;
-    if m.format_version != INDEX_FORMAT_VERSION {
-        return Err(Error::new(
-            ErrorKind::Index,
-            format!(
-                "{} has index format version {}, this seal reads version {INDEX_FORMAT_VERSION}; rebuild the index with `seal index`",
-                dir.display(),
-                m.format_version
-            ),
-        ));
+fn write_skipped_lines(dir: &Path, skipped: SkippedLines<'_>) -> Result<()> {
+    use std::fmt::Write;
+    let mut text = format!(
+        "# {} corpus lines could not be read and were skipped (--skip-bad-lines)",
+        skipped.total
+    );
+    if (skipped.listed.len() as u64) < skipped.total {
+        let _ = write!(text, "; the first {} are listed", skipped.listed.len());
     }
-    Ok(m)
+    text.push_str("\n# line\treason\n");
+    for s in skipped.listed {
+        let reason = s.reason.replace(['\t', '\n', '\r'], " ");
+        let _ = writeln!(text, "{}\t{reason}", s.line);
+    }
+    write_atomically(&dir.join(SKIPPED_LINES_FILE), text.as_bytes())
 }
 
 fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {

@@ -1,13 +1,11 @@
-//! Opening a [`Searcher`]: the index directory checked against the model it was built with (or
-//! a model merged from it), the model loaded (an adapter merged in), and the per-token tables
-//! the decoder needs computed once.
+//! Opening a [`Searcher`]: the index directory's files checked against its manifest and the
+//! manifest against the model it was built with (or a model merged from it), the model loaded
+//! (an adapter merged in), and the per-token tables the decoder needs computed once.
 
 use super::Searcher;
-use crate::docstore::DocStore;
-use crate::indexer::{index_error, read_manifest, DOCS_FILE, FM_INDEX_FILE};
+use crate::indexer::IndexFiles;
 use crate::model::{hub, tokenizer::Tokenizer, Precision};
 use crate::{Error, ErrorKind, Result, TokenId};
-use seal_index::FmIndex;
 use std::path::Path;
 
 impl Searcher {
@@ -44,7 +42,8 @@ impl Searcher {
         adapter: Option<&Path>,
         precision: Precision,
     ) -> Result<Searcher> {
-        let manifest = read_manifest(dir)?;
+        // The manifest checked against the files: counts, sizes, separator, vocabulary.
+        let IndexFiles { manifest, fm_index: index, docs } = IndexFiles::open(dir)?;
         let fingerprint = hub::fingerprint(model_path)?;
         if fingerprint != manifest.model.fingerprint
             && crate::model::adapter::base_fingerprint_of(model_path).as_ref()
@@ -64,20 +63,8 @@ impl Searcher {
                 ),
             ));
         }
-        let index = FmIndex::open(&dir.join(FM_INDEX_FILE)).map_err(index_error)?;
-        let docs = DocStore::open(&dir.join(DOCS_FILE))?;
-        if docs.len() != index.num_docs() {
-            return Err(Error::new(
-                ErrorKind::Index,
-                format!(
-                    "{}: the passage store has {} passages but the FM-index {}; rebuild the index with `seal index`",
-                    dir.display(),
-                    docs.len(),
-                    index.num_docs()
-                ),
-            ));
-        }
         let tokenizer = Tokenizer::from_gguf(model_path)?;
+        manifest.check_tokenizer(dir, &tokenizer)?;
         let model = match adapter {
             None => crate::model::load_with_precision(model_path, precision)?,
             Some(adapter) => {

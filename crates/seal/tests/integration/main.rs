@@ -7,6 +7,7 @@ mod common;
 mod eval;
 mod gemma;
 mod hub;
+mod index;
 mod llama;
 mod score;
 mod search;
